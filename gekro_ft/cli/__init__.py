@@ -1,0 +1,28 @@
+"""The ``gekro-ft`` command: a thin layer over the library, one module per command group.
+
+Keep imports here light: ``gekro-ft --help`` must not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import click
+
+from gekro_ft import __version__
+from gekro_ft.cli.data import data
+from gekro_ft.cli.errors import GekroGroup
+
+
+@click.group(cls=GekroGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="gekro-ft")
+def main() -> None:
+    """gekro-ft: format datasets, train QLoRA adapters, gate and serve them.
+
+    \b
+    Start with your data:
+      gekro-ft data validate datasets/ticket-extraction/openai.jsonl --model smollm2-135m-instruct
+
+    Set GEKRO_FT_DEBUG=1 to see tracebacks instead of one-line errors.
+    """
+
+
+main.add_command(data)

@@ -1,0 +1,51 @@
+"""Library exceptions -> one-line messages and exit codes, in one table.
+
+Exit codes across the CLI: 0 success, 1 the checked thing failed (findings with
+errors, a failed gate), 2 the command could not do its job (unreadable input,
+bad arguments, missing model or dependency).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from gekro_ft.errors import (GekroError, InputFileError, MissingDependencyError,
+                             ModelNotFoundError, OutputError, SchemaError)
+
+# (exception type, exit code, label). First match wins, so specific types come first.
+ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
+    (InputFileError, 2, "cannot read input"),
+    (SchemaError, 2, "schema"),
+    (ModelNotFoundError, 2, "model not found"),
+    (MissingDependencyError, 2, "missing dependency"),
+    (OutputError, 2, "cannot write output"),
+    (GekroError, 2, "error"),
+]
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("GEKRO_FT_DEBUG", "") not in ("", "0", "false")
+
+
+def exit_for(exc: BaseException) -> tuple[int, str] | None:
+    """The exit code and one-line message for ``exc``, or None if it is not a user error."""
+    for exc_type, code, label in ERROR_TABLE:
+        if isinstance(exc, exc_type):
+            return code, f"Error ({label}): {exc}"
+    return None
+
+
+class GekroGroup(click.Group):
+    """A click group that turns library errors into one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GekroError as e:
+            if debug_enabled():
+                raise
+            code, message = exit_for(e)
+            click.echo(message, err=True)
+            ctx.exit(code)

@@ -1,0 +1,44 @@
+"""Terminal output: results to stdout, diagnostics and progress to stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+
+
+@contextlib.contextmanager
+def file_progress(path: str | Path, description: str) -> Iterator[Callable[[int], None] | None]:
+    """A byte-progress bar over ``path`` on stderr; yields the ``on_bytes`` callback (None when
+    stderr is not a terminal, so pipes and CI logs stay clean)."""
+    path = Path(path)
+    if not err.is_terminal or not path.is_file():
+        yield None
+        return
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(description, total=path.stat().st_size)
+        pending = 0
+
+        def on_bytes(n: int) -> None:
+            nonlocal pending
+            pending += n
+            if pending >= 1 << 20:  # refresh per MiB: cheap on million-row files
+                bar.advance(task, pending)
+                pending = 0
+
+        yield on_bytes

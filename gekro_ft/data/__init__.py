@@ -1,0 +1,1 @@
+"""The data stage: read any supported schema into one canonical conversation, check it, write it."""

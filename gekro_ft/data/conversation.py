@@ -1,0 +1,93 @@
+"""The canonical conversation: the one form every schema reader yields and every writer takes.
+
+Kept deliberately plain (slotted dataclasses, no validation on construction): readers
+build it from untrusted rows and report problems as findings, so the model itself must
+be able to hold a conversation that is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+@dataclass(slots=True)
+class ToolCall:
+    name: str
+    arguments: str  # a JSON document, as OpenAI sends it
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class Turn:
+    role: str
+    content: str | None
+    # The content's text parts when the source kept them apart (OpenAI content parts,
+    # Alpaca instruction + input); ``content`` is then their join. Writers that can
+    # express parts use them, so alpaca -> openai -> alpaca is exact.
+    parts: tuple[str, ...] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None  # on a tool result: the call it answers
+    name: str | None = None
+    weight: float | None = None  # per-turn train weight (OpenAI: 0 or 1 on assistant turns)
+
+    @property
+    def text(self) -> str:
+        return self.content or ""
+
+
+@dataclass(slots=True)
+class Conversation:
+    turns: list[Turn]
+    system: str | None = None
+    tools: list[Any] | None = None  # tool definitions (OpenAI `tools`)
+    # Top-level fields of the source row that no schema defines (ids, tags...). Every
+    # writer carries them through unchanged.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """OpenAI-style message dicts, the shape chat templates expect."""
+        out: list[dict[str, Any]] = []
+        if self.system is not None:
+            out.append({"role": "system", "content": self.system})
+        for t in self.turns:
+            m: dict[str, Any] = {"role": t.role, "content": t.text}
+            if t.tool_calls:
+                m["tool_calls"] = [
+                    {"id": c.id, "type": "function",
+                     "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in t.tool_calls
+                ]
+            if t.tool_call_id is not None:
+                m["tool_call_id"] = t.tool_call_id
+            if t.name is not None:
+                m["name"] = t.name
+            out.append(m)
+        return out
+
+
+PART_SEPARATOR = "\n\n"
+
+
+def join_parts(parts: list[str] | tuple[str, ...]) -> str:
+    """How text parts become one message: the Alpaca convention of instruction, blank line, input."""
+    return PART_SEPARATOR.join(p for p in parts if p)
+
+
+def normalized_text(conv: Conversation) -> str:
+    """Whitespace-insensitive identity of a conversation, for de-duplication and leakage checks."""
+    pieces = [" ".join((conv.system or "").split())]
+    for t in conv.turns:
+        pieces.append(t.role)
+        pieces.append(" ".join(t.text.split()))
+        if t.tool_calls:
+            pieces.extend(f"{c.name}({c.arguments})" for c in t.tool_calls)
+    return "\x1f".join(pieces)
+
+
+def prompt_text(conv: Conversation) -> str:
+    """The normalized conversation up to its last assistant turn: what the model is asked."""
+    last = max((i for i, t in enumerate(conv.turns) if t.role == "assistant"), default=len(conv.turns))
+    return normalized_text(Conversation(turns=conv.turns[:last], system=conv.system))

@@ -1,0 +1,94 @@
+"""``data split``: a deterministic train/eval split with no example on both sides.
+
+Rows are de-duplicated on their whitespace-normalized conversation, and grouped by
+their prompt (everything before the last answer), so the same question with two
+answers cannot leak from train into eval. A group's side is decided by a seeded
+hash, so the split is stable across runs and machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+from gekro_ft.atomic import atomic_output, write_bytes_atomic
+from gekro_ft.data.conversation import normalized_text, prompt_text
+from gekro_ft.data.detect import resolve_schema
+from gekro_ft.data.rows import read_rows
+from gekro_ft.errors import GekroError
+
+SKIP, TRAIN, EVAL = 0, 1, 2
+
+
+@dataclass
+class SplitResult:
+    source: str
+    schema: str
+    seed: int
+    eval_frac: float
+    rows: int
+    unreadable: int
+    duplicates: int
+    train: int
+    eval: int
+    train_path: str
+    eval_path: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _digest(text: str, salt: bytes = b"") -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=12, key=salt).digest()
+
+
+def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: int = 0,
+               schema: str | None = None,
+               on_bytes: Callable[[int], None] | None = None) -> SplitResult:
+    if not 0 < eval_frac < 1:
+        raise GekroError(f"--eval-frac must be between 0 and 1, got {eval_frac}")
+    schema, _ = resolve_schema(source, schema)
+    seen: set[bytes] = set()
+    groups: list[bytes | None] = []  # per row: its prompt group, None when skipped
+    unreadable = duplicates = 0
+    for row in read_rows(source, schema, on_bytes):
+        if not row.readable:
+            unreadable += 1
+            groups.append(None)
+            continue
+        key = _digest(normalized_text(row.conv))
+        if key in seen:
+            duplicates += 1
+            groups.append(None)
+            continue
+        seen.add(key)
+        groups.append(_digest(prompt_text(row.conv)))
+    del seen
+
+    distinct = sorted({g for g in groups if g is not None},
+                      key=lambda g: _digest(g.hex(), salt=seed.to_bytes(8, "big", signed=True)))
+    n_eval = round(len(distinct) * eval_frac)
+    if len(distinct) >= 2:
+        n_eval = min(max(n_eval, 1), len(distinct) - 1)  # both sides non-empty
+    eval_groups = set(distinct[:n_eval])
+    side = bytearray(SKIP if g is None else EVAL if g in eval_groups else TRAIN for g in groups)
+    del groups, distinct
+
+    out_dir = Path(out_dir)
+    train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"
+    counts = {TRAIN: 0, EVAL: 0}
+    with atomic_output(train_path) as train_f, atomic_output(eval_path) as eval_f:
+        files = {TRAIN: train_f, EVAL: eval_f}
+        for row in read_rows(source, schema):
+            s = side[row.index]
+            if s != SKIP:
+                files[s].write(orjson.dumps(row.value, option=orjson.OPT_APPEND_NEWLINE))
+                counts[s] += 1
+    result = SplitResult(str(source), schema, seed, eval_frac, len(side), unreadable, duplicates,
+                         counts[TRAIN], counts[EVAL], str(train_path), str(eval_path))
+    write_bytes_atomic(out_dir / "split.json", orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
+    return result

@@ -1,0 +1,93 @@
+"""``data validate``: every check on every row, in one streaming pass."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gekro_ft.data.checks import check_conversation
+from gekro_ft.data.conversation import normalized_text
+from gekro_ft.data.detect import Detection, detect_schema
+from gekro_ft.data.findings import Finding, Severity, has_errors
+from gekro_ft.data.render import length_problems, render
+from gekro_ft.data.rows import read_rows
+from gekro_ft.data.schemas import NAMES
+from gekro_ft.errors import SchemaError
+
+MIN_EXAMPLES = 10  # OpenAI refuses fine-tuning files with fewer
+
+
+@dataclass
+class ValidationReport:
+    path: str
+    schema: str | None
+    detection: Detection | None
+    rows: int = 0
+    usable_rows: int = 0  # rows without any error
+    findings: list[Finding] = field(default_factory=list)
+    model: str | None = None
+    max_seq_len: int | None = None
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity is severity)
+
+    @property
+    def errors(self) -> int:
+        return self.count(Severity.ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return self.count(Severity.WARNING)
+
+    def by_code(self) -> dict[str, int]:
+        return dict(Counter(f.code for f in self.findings).most_common())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "file": self.path,
+            "schema": self.schema,
+            "detection": self.detection.to_dict() if self.detection else None,
+            "model": self.model,
+            "max_seq_len": self.max_seq_len,
+            "counts": {"rows": self.rows, "usable_rows": self.usable_rows,
+                       "errors": self.errors, "warnings": self.warnings, "by_code": self.by_code()},
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def validate_file(path: str | Path, schema: str | None = None, *, tokenizer: Any = None,
+                  model: str | None = None, max_seq_len: int | None = None,
+                  on_bytes: Callable[[int], None] | None = None) -> ValidationReport:
+    """Check every row of ``path``. With a ``tokenizer``, also render each row through its
+    chat template and check the loss mask and the length against ``max_seq_len``."""
+    if schema is not None and schema not in NAMES:
+        raise SchemaError(f"unknown schema {schema!r}; choose one of {', '.join(NAMES)}")
+    detection = None if schema else detect_schema(path)
+    report = ValidationReport(str(path), schema or detection.schema, detection,
+                              model=model, max_seq_len=max_seq_len)
+    first_seen: dict[int, str] = {}  # conversation hash -> where it first appeared
+    for row in read_rows(path, report.schema, on_bytes):
+        report.rows += 1
+        if row.readable:
+            for code, message in check_conversation(row.conv):
+                row.finding(code, message)
+            where = f"line {row.line}" if row.line is not None else f"row {row.index}"
+            first = first_seen.setdefault(hash(normalized_text(row.conv)), where)
+            if first != where:
+                row.finding("duplicate-row", f"same conversation as {first}")
+            if tokenizer is not None and not has_errors(row.findings):
+                rendered = render(tokenizer, row.conv)
+                for code, message in rendered.problems + length_problems(rendered, max_seq_len):
+                    row.finding(code, message)
+        if not has_errors(row.findings):
+            report.usable_rows += 1
+        report.findings.extend(row.findings)
+    if report.usable_rows < MIN_EXAMPLES:
+        report.findings.append(Finding(
+            "too-few-examples", f"only {report.usable_rows} usable rows; OpenAI requires at least "
+                                f"{MIN_EXAMPLES}, and a LoRA learns little from so few", None))
+    return report

@@ -1,0 +1,49 @@
+"""The library's own exception types.
+
+The CLI maps each of them, in one table (``gekro_ft.cli.errors``), to a one-line
+message and an exit code. Library code raises these for user mistakes; anything
+else escaping is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class GekroError(Exception):
+    """Base of every error that a user can fix."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class InputFileError(GekroError):
+    """An input file cannot be read at all: missing, wrong format, malformed framing."""
+
+    def __init__(self, path: str | Path, message: str, line: int | None = None,
+                 hint: str | None = None):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}", hint)
+        self.path = str(path)
+        self.line = line
+
+
+class SchemaError(GekroError):
+    """The schema of a dataset cannot be decided or is not one we support."""
+
+
+class ModelNotFoundError(GekroError):
+    """A base model or tokenizer could not be resolved locally."""
+
+
+class MissingDependencyError(GekroError):
+    """An optional dependency is not installed; the message names the extra."""
+
+
+class OutputError(GekroError):
+    """An output cannot be written (exists, unwritable directory...)."""
