@@ -33,7 +33,8 @@ def exit_for(exc: BaseException) -> tuple[int, str] | None:
     """The exit code and one-line message for ``exc``, or None if it is not a user error."""
     for exc_type, code, label in ERROR_TABLE:
         if isinstance(exc, exc_type):
-            return code, f"Error ({label}): {exc}"
+            one_line = " ".join(str(exc).split())  # library messages can embed parser output
+            return code, f"Error ({label}): {one_line}"
     return None
 
 

