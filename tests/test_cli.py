@@ -152,3 +152,10 @@ def test_convert_exit_1_when_rows_are_refused(cli, tmp_path):
     assert result.exit_code == 1
     assert f"{src}:2: error unconvertible: Alpaca cannot express tool calls" in result.output
     assert "wrote 1 of 2 rows" in result.output and "refused 1" in result.output
+
+
+def test_cli_reference_is_current():
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / "docs" / "gen_cli_reference.py"), "--check"])
+    assert proc.returncode == 0, "docs/cli.md is stale: run python docs/gen_cli_reference.py"

@@ -144,3 +144,18 @@ def test_atomic_output_survives_an_interrupt(tmp_path):
             f.write(b"half")
             raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_target_is_a_one_line_error(cli, tmp_path):
+    src = write_jsonl(tmp_path / "src.jsonl", [oa(("user", "q"), ("assistant", "a"))])
+    (tmp_path / "adir").mkdir()
+    from gekro_ft.errors import OutputError
+
+    with pytest.raises(OutputError, match="adir is a directory; give a file name"):
+        convert_file(src, tmp_path / "adir", "alpaca")
+    result = cli("data", "convert", src, tmp_path / "adir", "--to", "alpaca")
+    assert result.exit_code == 2 and "is a directory" in result.output  # click's own check
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli("data", "convert", src, blocker / "sub" / "o.jsonl", "--to", "alpaca")
+    assert result.exit_code == 2 and "cannot write" in result.output

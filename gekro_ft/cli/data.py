@@ -46,6 +46,23 @@ def data() -> None:
 
 
 @data.command()
+@json_option
+def codes(as_json: bool) -> None:
+    """List every finding code, its severity and what it means."""
+    from gekro_ft.data.findings import CODES
+
+    if as_json:
+        print_json([{"code": c.code, "severity": c.severity.value, "summary": c.summary} for c in CODES.values()])
+        return
+    from rich.table import Table
+
+    table = Table("code", "severity", "what it means")
+    for c in CODES.values():
+        table.add_row(c.code, c.severity.value, c.summary)
+    out.print(table)
+
+
+@data.command()
 @click.argument("file", type=FILE)
 @json_option
 def detect(file: Path, as_json: bool) -> None:
