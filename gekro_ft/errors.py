@@ -47,3 +47,12 @@ class MissingDependencyError(GekroError):
 
 class OutputError(GekroError):
     """An output cannot be written (exists, unwritable directory...)."""
+
+
+class RecipeError(GekroError):
+    """A recipe cannot be found, parsed or validated; ``problems`` lists every problem."""
+
+    def __init__(self, source: str, problems: list[str]):
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems

@@ -10,6 +10,7 @@ import click
 from gekro_ft import __version__
 from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
+from gekro_ft.cli.recipe import recipe
 
 
 @click.group(cls=GekroGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,3 +27,4 @@ def main() -> None:
 
 
 main.add_command(data)
+main.add_command(recipe)

@@ -12,7 +12,7 @@ import os
 import click
 
 from gekro_ft.errors import (GekroError, InputFileError, MissingDependencyError,
-                             ModelNotFoundError, OutputError, SchemaError)
+                             ModelNotFoundError, OutputError, RecipeError, SchemaError)
 
 # (exception type, exit code, label). First match wins, so specific types come first.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
@@ -21,6 +21,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (ModelNotFoundError, 2, "model not found"),
     (MissingDependencyError, 2, "missing dependency"),
     (OutputError, 2, "cannot write output"),
+    (RecipeError, 2, "recipe"),
     (GekroError, 2, "error"),
 ]
 

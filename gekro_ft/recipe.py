@@ -1,0 +1,188 @@
+"""Training recipes: YAML validated into typed sections, with ``--set key=value`` overrides.
+
+Unknown keys and bad values are errors that name the key, all reported at once.
+A recipe is found by path, or by name in ``./recipes``, ``$GEKRO_FT_RECIPES`` and the
+recipes shipped with gekro-ft.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gekro_ft.errors import RecipeError
+from gekro_ft.models import DEFAULT_MODEL
+
+SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(_Section):
+    name: str = Field(DEFAULT_MODEL, description="Base model: the bundled default's name, a local "
+                      "directory, or a Hugging Face id (from the local cache when offline).")
+    load_in_4bit: bool = Field(True, description="QLoRA: load the base in 4-bit NF4 (bitsandbytes).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Compute dtype; auto is bfloat16 on GPUs that have it, else float32.")
+    max_seq_len: int = Field(1024, ge=16, le=262144, description="Rows are truncated (from the right) to this.")
+    chat_template: str | None = Field(None, description="A Jinja chat template file replacing the model's own.")
+
+
+class LoraSection(_Section):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r, or / sqrt(r) with rsLoRA).")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear.")
+    use_rslora: bool = Field(False, description="Rank-stabilized LoRA scaling.")
+
+
+class DataSection(_Section):
+    train: str = Field(description="Training file, in any schema the data stage reads.")
+    eval: str | None = Field(None, description="Eval file; or use eval_frac to split one off train.")
+    eval_frac: float | None = Field(None, gt=0, lt=1, description="Share of train held out for eval loss.")
+    schema_: Literal["openai", "alpaca", "sharegpt"] | None = Field(
+        None, alias="schema", description="Schema of the files (default: detected).")
+    responses_only: bool = Field(True, description="Loss on assistant answers only, not on prompts.")
+    packing: bool = Field(False, description="Pack several rows into one sequence (padding-free).")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @model_validator(mode="after")
+    def _one_eval_source(self):
+        if self.eval is not None and self.eval_frac is not None:
+            raise ValueError("set data.eval or data.eval_frac, not both")
+        return self
+
+
+class TrainSection(_Section):
+    backend: Literal["auto", "unsloth", "hf"] = Field(
+        "auto", description="auto: Unsloth on CUDA when installed, else transformers + PEFT + TRL.")
+    epochs: float | None = Field(1.0, gt=0, description="Passes over the data (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(4, ge=1, description="Rows per device per step.")
+    grad_accum: int = Field(1, ge=1, description="Steps accumulated per optimizer update.")
+    learning_rate: float = Field(2e-4, gt=0, lt=1)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    optimizer: Literal["adamw_torch", "adamw_8bit", "paged_adamw_8bit", "sgd"] = "adamw_torch"
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = 0
+    gradient_checkpointing: bool = True
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
+    eval_steps: int = Field(50, ge=1)
+    logging_steps: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _has_a_length(self):
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set train.epochs or train.max_steps")
+        return self
+
+
+class TrackingSection(_Section):
+    experiment: str = Field("gekro-ft", description="MLflow experiment.")
+    registered_model: str | None = Field(None, description="Register the adapter as a version of this model.")
+
+
+class Recipe(_Section):
+    model: ModelSection = Field(default_factory=ModelSection)
+    lora: LoraSection = Field(default_factory=LoraSection)
+    data: DataSection
+    train: TrainSection = Field(default_factory=TrainSection)
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+
+    def resolved(self) -> dict[str, Any]:
+        """Every setting, defaults included: what is saved next to the adapter and logged."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def flat(self) -> dict[str, Any]:
+        """``section.key -> value``, for MLflow params."""
+        return {f"{s}.{k}": v for s, section in self.resolved().items() for k, v in section.items()}
+
+    def digest(self) -> str:
+        return hashlib.sha256(orjson.dumps(self.resolved(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def recipe_dirs() -> list[Path]:
+    dirs = [Path("recipes")]
+    if os.environ.get("GEKRO_FT_RECIPES"):
+        dirs += [Path(p) for p in os.environ["GEKRO_FT_RECIPES"].split(os.pathsep)]
+    return dirs + [SHIPPED_RECIPES]
+
+
+def find_recipe(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(str(path), ["no such file"])
+        return path
+    for d in recipe_dirs():
+        for suffix in (".yaml", ".yml"):
+            if (d / f"{name_or_path}{suffix}").is_file():
+                return d / f"{name_or_path}{suffix}"
+    known = ", ".join(sorted(p.stem for p in list_recipes())) or "none"
+    raise RecipeError(name_or_path, [f"no recipe of that name (known: {known})"])
+
+
+def list_recipes() -> list[Path]:
+    seen: dict[str, Path] = {}
+    for d in recipe_dirs():
+        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            seen.setdefault(p.stem, p)
+    return list(seen.values())
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise RecipeError("--set", [f"{item!r} is not key=value (e.g. train.max_steps=20)"])
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+    """Load, override and validate a recipe; every problem is reported in one RecipeError."""
+    path = find_recipe(name_or_path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RecipeError(str(path), [f"not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
+    if not isinstance(doc, dict):
+        raise RecipeError(str(path), ["the top level must be a mapping of sections"])
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = doc
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise RecipeError("--set", [f"{item!r}: {k} is not a section"])
+        node[keys[-1]] = value
+    try:
+        return Recipe.model_validate(doc)
+    except ValidationError as e:
+        raise RecipeError(str(path), [_describe(err) for err in e.errors()]) from None
+
+
+def _describe(err: dict) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "recipe"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if err["type"] == "missing":
+        return f"{key}: required"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) \
+        else f"{key}: {message}"

@@ -1,0 +1,77 @@
+"""Recipes: every shipped one parses; bad ones name every bad key at once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO
+from gekro_ft.errors import RecipeError
+from gekro_ft.recipe import load_recipe
+
+SHIPPED = sorted((REPO / "recipes").rglob("*.yaml"))
+
+
+def test_there_are_recipes_to_parse():
+    assert {p.stem for p in SHIPPED} >= {"smollm2-135m-cpu"} and len(SHIPPED) >= 3
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_recipe_parses_and_starts_with_its_command(path):
+    recipe = load_recipe(str(path))
+    assert path.read_text().startswith(f"# gekro-ft train {path.stem}")
+    assert (REPO / recipe.data.train).exists()
+    assert len(recipe.digest()) == 16
+
+
+def test_every_problem_is_reported_naming_its_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  nmae: x\n  max_seq_len: 4\ntrain:\n  batch_size: zero\nextra: 1\n")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(str(bad))
+    assert e.value.problems == [
+        "model.max_seq_len: Input should be greater than or equal to 16 (got 4)",
+        "model.nmae: unknown key",
+        "data: required",
+        "train.batch_size: Input should be a valid integer, unable to parse string as an integer (got 'zero')",
+        "extra: unknown key",
+    ]
+
+
+def test_cross_field_checks_name_the_keys(tmp_path):
+    with pytest.raises(RecipeError, match="set data.eval or data.eval_frac, not both"):
+        load_recipe("smollm2-135m-cpu", ["data.eval=x.jsonl"])
+    with pytest.raises(RecipeError, match="set train.epochs or train.max_steps"):
+        load_recipe("smollm2-135m-cpu", ["train.epochs=null", "train.max_steps=null"])
+
+
+def test_overrides_win_and_are_typed():
+    r = load_recipe("smollm2-135m-cpu", ["train.max_steps=7", "lora.target_modules=[q_proj, v_proj]",
+                                         "tracking.registered_model=mine"])
+    assert r.train.max_steps == 7 and r.lora.target_modules == ["q_proj", "v_proj"]
+    assert r.tracking.registered_model == "mine"
+    assert r.digest() != load_recipe("smollm2-135m-cpu").digest()
+    assert r.flat()["train.max_steps"] == 7
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: [unclosed\n")
+    with pytest.raises(RecipeError, match=r"not valid YAML at line 3"):
+        load_recipe(str(bad))
+
+
+def test_recipe_cli(cli, tmp_path):
+    result = cli("recipe", "list")
+    assert "smollm2-135m-cpu" in result.output and "gekro-ft train smollm2-135m-cpu" in result.output
+    result = cli("recipe", "show", "smollm2-135m-cpu", "--set", "train.max_steps=3", "--json")
+    assert json.loads(result.output)["train"]["max_steps"] == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {train: x.jsonl}\nlora: {r: 0, alpah: 3}\n")
+    result = cli("recipe", "validate", bad)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"{bad}: lora.r: Input should be greater than or equal to 1 (got 0)",
+                                          f"{bad}: lora.alpah: unknown key"]
+    result = cli("recipe", "show", "no-such-recipe")
+    assert result.exit_code == 2 and result.output.startswith("Error (recipe): no-such-recipe: no recipe of that name")
