@@ -94,6 +94,72 @@ def bundled_tokenizer_dir(name: str) -> Path:
     return target
 
 
+def bundled_model_dir(name: str) -> Path:
+    """The bundled model as an ordinary Hugging Face directory (weights dequantized from GGUF to
+    float32 safetensors once, beside the tokenizer), loadable by transformers, PEFT and vLLM."""
+    target = bundled_tokenizer_dir(name)
+    if (target / "model.safetensors").exists():
+        return target
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    gguf = bundled_gguf(name)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    config = loaded.config
+    # The GGUF origin marks the model as quantized, which save_pretrained refuses; the weights
+    # are already dequantized, so move them into a plain model of the same config.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), strict=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.weights.", dir=target.parent))
+    try:
+        plain.save_pretrained(tmp)
+        for f in tmp.iterdir():  # config.json etc. first, the weights file last: it marks completion
+            if f.name != "model.safetensors":
+                os.replace(f, target / f.name)
+        os.replace(tmp / "model.safetensors", target / "model.safetensors")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where to load a base model from, and what it is."""
+
+    name: str  # as the user gave it
+    source: str  # a local directory or a Hub id, for from_pretrained
+    kind: str  # "bundled", "local" or "hub"
+    hf_id: str | None = None
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Resolve a base model for training or serving; the bundled default is materialized once."""
+    if name in BUNDLED:
+        return ResolvedModel(name, str(bundled_model_dir(name)), "bundled", BUNDLED[name].hf_id)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path} is a directory without config.json: not a model directory")
+        return ResolvedModel(name, str(path), "local")
+    if path.suffix in (".yaml", ".json", ".safetensors") or name.startswith((".", "/")):
+        raise ModelNotFoundError(f"no model directory at {path}")
+    _require_transformers()
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(name, "config.json"), str) and os.environ.get("HF_HUB_OFFLINE"):
+        raise ModelNotFoundError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+                                 hint=f"download it first (hf download {name}) or pass a local directory")
+    return ResolvedModel(name, name, "hub", name)
+
+
 def load_tokenizer(model: str, chat_template: str | None = None) -> Any:
     """A tokenizer for ``model``: the bundled default's name, a local directory, or a Hub id.
 

@@ -11,6 +11,7 @@ from gekro_ft import __version__
 from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
 from gekro_ft.cli.recipe import recipe
+from gekro_ft.cli.train import train
 
 
 @click.group(cls=GekroGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,3 +29,4 @@ def main() -> None:
 
 main.add_command(data)
 main.add_command(recipe)
+main.add_command(train)

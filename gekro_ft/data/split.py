@@ -46,6 +46,23 @@ def _digest(text: str, salt: bytes = b"") -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=12, key=salt).digest()
 
 
+def example_keys(conv) -> tuple[bytes, bytes]:
+    """(identity, prompt group) of a conversation: duplicates share the first, leak-prone
+    variants (same question, another answer) the second."""
+    return _digest(normalized_text(conv)), _digest(prompt_text(conv))
+
+
+def choose_eval_groups(groups, eval_frac: float, seed: int) -> set[bytes]:
+    """The prompt groups that go to eval: a seeded hash order, so the choice is stable, and
+    both sides non-empty whenever there are two groups."""
+    distinct = sorted({g for g in groups if g is not None},
+                      key=lambda g: _digest(g.hex(), salt=seed.to_bytes(8, "big", signed=True)))
+    n_eval = round(len(distinct) * eval_frac)
+    if len(distinct) >= 2:
+        n_eval = min(max(n_eval, 1), len(distinct) - 1)
+    return set(distinct[:n_eval])
+
+
 def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: int = 0,
                schema: str | None = None,
                on_bytes: Callable[[int], None] | None = None) -> SplitResult:
@@ -60,23 +77,18 @@ def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: 
             unreadable += 1
             groups.append(None)
             continue
-        key = _digest(normalized_text(row.conv))
+        key, group = example_keys(row.conv)
         if key in seen:
             duplicates += 1
             groups.append(None)
             continue
         seen.add(key)
-        groups.append(_digest(prompt_text(row.conv)))
+        groups.append(group)
     del seen
 
-    distinct = sorted({g for g in groups if g is not None},
-                      key=lambda g: _digest(g.hex(), salt=seed.to_bytes(8, "big", signed=True)))
-    n_eval = round(len(distinct) * eval_frac)
-    if len(distinct) >= 2:
-        n_eval = min(max(n_eval, 1), len(distinct) - 1)  # both sides non-empty
-    eval_groups = set(distinct[:n_eval])
+    eval_groups = choose_eval_groups(groups, eval_frac, seed)
     side = bytearray(SKIP if g is None else EVAL if g in eval_groups else TRAIN for g in groups)
-    del groups, distinct
+    del groups
 
     out_dir = Path(out_dir)
     train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"

@@ -1,0 +1,1 @@
+"""The train stage: preflight, prepared data, backends (unsloth, hf), tracking, the run itself."""

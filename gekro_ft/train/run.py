@@ -1,0 +1,348 @@
+"""One training run, top to bottom: setup -> preflight -> train -> save -> cleanup.
+
+Output directory:
+
+    OUT/recipe.yaml            the resolved recipe, written before training starts
+    OUT/run.json               the MLflow run id, so --resume continues the same run
+    OUT/checkpoints/checkpoint-N/   every train.save_steps (optimizer, scheduler, RNG, data position)
+    OUT/adapter/               the result: PEFT files, tokenizer + chat template, gekro_ft.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import yaml
+
+from gekro_ft.atomic import write_bytes_atomic
+from gekro_ft.errors import GekroError
+from gekro_ft.recipe import Recipe, find_recipe, load_recipe
+
+MANIFEST = "gekro_ft.json"
+
+
+class PreflightError(GekroError):
+    """The run would fail or waste the night: bad data, or it will not fit in memory."""
+
+
+class TrainingInterrupted(GekroError):
+    """SIGINT/SIGTERM: a checkpoint was saved and the MLflow run ended as KILLED."""
+
+
+@dataclass
+class Plan:
+    """What preflight decided; ``--dry-run`` prints this and stops."""
+
+    recipe: Recipe
+    recipe_name: str
+    output_dir: Path
+    model_source: str
+    model_kind: str
+    backend: str
+    backend_reason: str
+    device: str
+    dtype: str
+    train_rows: int
+    eval_rows: int
+    train_tokens: int
+    skipped: dict[str, int]
+    memory: Any  # preflight.MemoryEstimate
+    dataset_hash: str
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    run_id: str
+    metrics: dict[str, float]
+    registered_version: str | None
+    plan: Plan
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_dtype(name: str, device: str) -> str:
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    ckpts = [p for p in (output_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
+              status: Callable[[str], None] = lambda s: None) -> tuple[Plan, Any, Any]:
+    """Validate data and memory before anything heavy; return the plan, tokenizer and prepared data."""
+    from gekro_ft.data.validate import validate_file
+    from gekro_ft.models import load_tokenizer, resolve_model
+    from gekro_ft.train.backends import choose_backend
+    from gekro_ft.train.dataset import prepare_data
+    from gekro_ft.train.preflight import Settings, available_memory, estimate, model_shape, suggestions
+
+    recipe = load_recipe(recipe_name, overrides)
+    stem = find_recipe(recipe_name).stem
+    output_dir = Path(output_dir or Path("work") / "train" / stem)
+    for key in ("train", "eval"):
+        path = getattr(recipe.data, key)
+        if path is not None and not Path(path).exists():
+            raise PreflightError(f"data.{key}: no such file {path} (paths are relative to {Path.cwd()})")
+
+    status(f"resolving {recipe.model.name}")
+    model = resolve_model(recipe.model.name)
+    template = Path(recipe.model.chat_template).read_text() if recipe.model.chat_template else None
+    tokenizer = load_tokenizer(model.source, template)
+
+    status("validating the data against the chat template")
+    for key in ("train", "eval"):
+        path = getattr(recipe.data, key)
+        if path is None:
+            continue
+        report = validate_file(path, recipe.data.schema_, tokenizer=tokenizer, model=recipe.model.name,
+                               max_seq_len=recipe.model.max_seq_len)
+        if report.errors:
+            codes = ", ".join(f"{c} x{n}" for c, n in report.by_code().items())
+            raise PreflightError(f"data.{key} ({path}) has {report.errors} errors: {codes}",
+                                 hint=f"see gekro-ft data validate {path} --model {recipe.model.name} "
+                                      f"--max-seq-len {recipe.model.max_seq_len}")
+    data = prepare_data(recipe, tokenizer)
+    if not data.train:
+        raise PreflightError(f"data.train ({recipe.data.train}) has no trainable rows")
+
+    backend, reason = choose_backend(recipe.train.backend)
+    device = "cuda" if backend == "unsloth" or _cuda() else "cpu"
+    dtype = resolve_dtype(recipe.model.dtype, device)
+    if recipe.model.load_in_4bit is False and device == "cpu" and dtype != "float32":
+        raise PreflightError(f"model.dtype={dtype} on CPU: use float32")
+
+    from transformers import AutoConfig
+
+    shape = model_shape(AutoConfig.from_pretrained(model.source))
+    longest = max(len(r["input_ids"]) for r in data.train)
+    seq_len = recipe.model.max_seq_len if recipe.data.packing else min(recipe.model.max_seq_len, longest)
+    settings = Settings(batch_size=recipe.train.batch_size, seq_len=seq_len, load_in_4bit=recipe.model.load_in_4bit,
+                        dtype=dtype, lora_r=recipe.lora.r, target_modules=recipe.lora.target_modules,
+                        optimizer=recipe.train.optimizer, gradient_checkpointing=recipe.train.gradient_checkpointing)
+    memory = estimate(shape, settings, available_memory(device), device)
+    if not memory.fits:
+        tips = suggestions(shape, settings, memory.available, device)
+        raise PreflightError(f"this run will not fit: {memory.describe()}",
+                             hint="try " + "; or ".join(tips) if tips else "use a smaller model or a larger device")
+    plan = Plan(recipe, stem, output_dir, model.source, model.kind, backend, reason, device, dtype,
+                len(data.train), len(data.eval), data.train_tokens, data.skipped, memory, data.dataset_hash)
+    return plan, tokenizer, data
+
+
+def _cuda() -> bool:
+    from gekro_ft.train.backends import cuda_available
+
+    return cuda_available()
+
+
+def peak_memory_bytes(device: str) -> int:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("gekro-ft", "torch", "transformers", "peft", "trl", "bitsandbytes", "unsloth", "mlflow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM ask the trainer to save a checkpoint and stop at the end of the step."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _callbacks(stopper: _StopOnSignal, mlflow: Any, device: str, history: list,
+               on_progress: Callable[[dict], None] | None):
+    from transformers import TrainerCallback
+
+    class Track(TrainerCallback):
+        def __init__(self):
+            self.last_tokens = None
+            self.last_time = None
+
+        def on_step_end(self, args, state, control, **kw):
+            if stopper.received is not None:
+                control.should_save = True
+                control.should_training_stop = True
+            if on_progress:
+                on_progress({"step": state.global_step, "max_steps": state.max_steps})
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = dict(logs or {})
+            now = time.perf_counter()
+            tokens = logs.get("num_tokens")
+            if tokens is not None and self.last_tokens is not None and now > self.last_time:
+                logs["tokens_per_s"] = (tokens - self.last_tokens) / (now - self.last_time)
+            if tokens is not None:
+                self.last_tokens, self.last_time = tokens, now
+            logs["peak_memory_mb"] = peak_memory_bytes(device) / 2**20
+            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+            mlflow.log_metrics(metrics, step=state.global_step)
+            history.append({"step": state.global_step, **metrics})
+            if on_progress:
+                on_progress({"step": state.global_step, "max_steps": state.max_steps, **metrics})
+
+    return [Track()]
+
+
+def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
+          on_progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train per ``plan``; write the adapter directory; track everything in MLflow."""
+    import torch
+    import datasets
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from gekro_ft.train import tracking
+    from gekro_ft.train.backends import BACKENDS
+
+    datasets.disable_progress_bars()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    recipe, out = plan.recipe, plan.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = latest_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        raise GekroError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+    if not resume and latest_checkpoint(out) is not None:
+        raise GekroError(f"{out} already has checkpoints from an earlier run",
+                         hint="add --resume to continue it, or choose another --output-dir")
+    write_bytes_atomic(out / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False).encode())
+
+    mlflow = tracking.setup(recipe.tracking.experiment)
+    run_file = out / "run.json"
+    run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.exists() else None
+    dtype = getattr(torch, plan.dtype)
+    history: list[dict[str, float]] = []
+    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name, log_system_metrics=True)
+    status = "FAILED"
+    try:
+        run_id = run.info.run_id
+        write_bytes_atomic(run_file, orjson.dumps({"run_id": run_id, "tracking_uri": tracking.tracking_uri()}))
+        if checkpoint is None:
+            mlflow.log_params(recipe.flat())
+            mlflow.log_dict(recipe.resolved(), "recipe.json")
+            mlflow.set_tags({"gekro_ft.backend": plan.backend, "gekro_ft.backend_reason": plan.backend_reason,
+                             "gekro_ft.device": plan.device, "gekro_ft.base_model": recipe.model.name,
+                             "gekro_ft.dataset_hash": plan.dataset_hash, "gekro_ft.recipe_hash": recipe.digest(),
+                             "gekro_ft.git_commit": tracking.git_commit() or "none"})
+
+        model = BACKENDS[plan.backend]().load(_model_ref(plan), recipe, dtype, plan.device)
+        t = recipe.train
+        args = SFTConfig(
+            output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
+            per_device_eval_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
+            learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,
+            optim=t.optimizer, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
+            num_train_epochs=t.epochs or 1, max_steps=t.max_steps or -1,
+            logging_steps=t.logging_steps, save_steps=t.save_steps, save_total_limit=2,
+            eval_strategy="steps" if data.eval else "no", eval_steps=t.eval_steps,
+            max_length=recipe.model.max_seq_len, packing=recipe.data.packing,
+            bf16=plan.dtype == "bfloat16", fp16=plan.dtype == "float16", use_cpu=plan.device == "cpu",
+            gradient_checkpointing=False,  # the backend already set it up its own way
+            report_to="none", disable_tqdm=True, dataloader_num_workers=0)
+        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
+                             train_dataset=Dataset.from_list(data.train),
+                             eval_dataset=Dataset.from_list(data.eval) if data.eval else None)
+        trainer.remove_callback(PrinterCallback)  # our progress bar shows the logs
+        with _StopOnSignal() as stopper:
+            for cb in _callbacks(stopper, mlflow, plan.device, history, on_progress):
+                trainer.add_callback(cb)
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if stopper.received is not None:
+            status = "KILLED"
+            raise TrainingInterrupted(f"stopped by signal {stopper.received} at step {trainer.state.global_step}; "
+                                      f"checkpoint saved in {latest_checkpoint(out)}",
+                                      hint="run the same command with --resume to continue")
+        metrics = {"train_loss": float(result.training_loss)}
+        if data.eval:
+            metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+        metrics["peak_memory_mb"] = peak_memory_bytes(plan.device) / 2**20
+        mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
+
+        adapter_dir = _save_adapter(trainer.model, tokenizer, plan, run_id, metrics)
+        mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
+        version = None
+        if recipe.tracking.registered_model:
+            version = tracking.register_adapter(run_id, "adapter", recipe.tracking.registered_model,
+                                                {"recipe_hash": recipe.digest(), "dataset_hash": plan.dataset_hash})
+            mlflow.set_tag("gekro_ft.registered_version", f"{recipe.tracking.registered_model}/{version}")
+        status = "FINISHED"
+        return TrainResult(adapter_dir, run_id, metrics, version, plan, history)
+    finally:
+        mlflow.end_run(status=status)
+
+
+def _model_ref(plan: Plan):
+    from gekro_ft.models import ResolvedModel
+
+    return ResolvedModel(plan.recipe.model.name, plan.model_source, plan.model_kind)
+
+
+def _save_adapter(model: Any, tokenizer: Any, plan: Plan, run_id: str, metrics: dict) -> Path:
+    """PEFT files + tokenizer + manifest, built beside the target and renamed into place."""
+    target = plan.output_dir / "adapter"
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=plan.output_dir))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        manifest = {
+            "schema_version": 1,
+            "base_model": {"name": plan.recipe.model.name, "source": plan.model_source, "kind": plan.model_kind},
+            "recipe": plan.recipe.resolved(), "recipe_hash": plan.recipe.digest(),
+            "dataset_hash": plan.dataset_hash, "backend": plan.backend, "device": plan.device,
+            "versions": _versions(), "mlflow_run_id": run_id, "metrics": metrics,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (tmp / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
