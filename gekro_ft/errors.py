@@ -56,3 +56,11 @@ class RecipeError(GekroError):
         super().__init__(f"{source}: " + "; ".join(problems))
         self.source = source
         self.problems = problems
+
+
+class PreflightError(GekroError):
+    """A training run would fail or waste the night: bad data, or it will not fit in memory."""
+
+
+class TrainingInterrupted(GekroError):
+    """SIGINT/SIGTERM: a checkpoint was saved and the MLflow run ended as KILLED."""

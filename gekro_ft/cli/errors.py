@@ -2,7 +2,7 @@
 
 Exit codes across the CLI: 0 success, 1 the checked thing failed (findings with
 errors, a failed gate), 2 the command could not do its job (unreadable input,
-bad arguments, missing model or dependency).
+bad arguments, missing model or dependency), 130 stopped by a signal (resumable).
 """
 
 from __future__ import annotations
@@ -12,16 +12,19 @@ import os
 import click
 
 from gekro_ft.errors import (GekroError, InputFileError, MissingDependencyError,
-                             ModelNotFoundError, OutputError, RecipeError, SchemaError)
+                             ModelNotFoundError, OutputError, PreflightError, RecipeError,
+                             SchemaError, TrainingInterrupted)
 
 # (exception type, exit code, label). First match wins, so specific types come first.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
+    (TrainingInterrupted, 130, "interrupted"),
     (InputFileError, 2, "cannot read input"),
     (SchemaError, 2, "schema"),
     (ModelNotFoundError, 2, "model not found"),
     (MissingDependencyError, 2, "missing dependency"),
     (OutputError, 2, "cannot write output"),
     (RecipeError, 2, "recipe"),
+    (PreflightError, 2, "preflight"),
     (GekroError, 2, "error"),
 ]
 

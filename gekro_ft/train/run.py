@@ -26,18 +26,10 @@ import orjson
 import yaml
 
 from gekro_ft.atomic import write_bytes_atomic
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import GekroError, PreflightError, TrainingInterrupted
 from gekro_ft.recipe import Recipe, find_recipe, load_recipe
 
 MANIFEST = "gekro_ft.json"
-
-
-class PreflightError(GekroError):
-    """The run would fail or waste the night: bad data, or it will not fit in memory."""
-
-
-class TrainingInterrupted(GekroError):
-    """SIGINT/SIGTERM: a checkpoint was saved and the MLflow run ended as KILLED."""
 
 
 @dataclass
