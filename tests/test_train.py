@@ -118,3 +118,15 @@ def test_train_interrupt_resume_track_register(tmp_path, mlflow_env):
     base = AutoModelForCausalLM.from_pretrained(manifest["base_model"]["source"])
     tuned = PeftModel.from_pretrained(base, str(adapter))
     assert tuned.peft_config["default"].r == 16
+
+    # Merged export computes what base + adapter computes
+    import torch
+
+    from gekro_ft.train.export import export_merged
+
+    merged_dir = export_merged(adapter, tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    ids = torch.tensor([[1, 9690, 198, 31530, 2]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, tuned(ids).logits, atol=1e-3)
+    assert (merged_dir / "gekro_ft.json").exists() and (merged_dir / "tokenizer.json").exists()

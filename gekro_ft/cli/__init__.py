@@ -10,6 +10,7 @@ import click
 from gekro_ft import __version__
 from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
+from gekro_ft.cli.export import export
 from gekro_ft.cli.recipe import recipe
 from gekro_ft.cli.train import train
 
@@ -30,3 +31,4 @@ def main() -> None:
 main.add_command(data)
 main.add_command(recipe)
 main.add_command(train)
+main.add_command(export)

@@ -69,16 +69,19 @@ def validate_file(path: str | Path, schema: str | None = None, *, tokenizer: Any
     detection = None if schema else detect_schema(path)
     report = ValidationReport(str(path), schema or detection.schema, detection,
                               model=model, max_seq_len=max_seq_len)
-    first_seen: dict[int, str] = {}  # conversation hash -> where it first appeared
+    # conversation hash -> line (JSONL) or index of its first appearance; ints, not strings,
+    # because this is the one structure that grows with the file
+    first_seen: dict[int, int] = {}
     for row in read_rows(path, report.schema, on_bytes):
         report.rows += 1
         if row.readable:
             for code, message in check_conversation(row.conv):
                 row.finding(code, message)
-            where = f"line {row.line}" if row.line is not None else f"row {row.index}"
-            first = first_seen.setdefault(hash(normalized_text(row.conv)), where)
-            if first != where:
-                row.finding("duplicate-row", f"same conversation as {first}")
+            here = row.line if row.line is not None else row.index
+            first = first_seen.setdefault(hash(normalized_text(row.conv)), here)
+            if first != here:
+                unit = "line" if row.line is not None else "row"
+                row.finding("duplicate-row", f"same conversation as {unit} {first}")
             if tokenizer is not None and not has_errors(row.findings):
                 rendered = render(tokenizer, row.conv)
                 for code, message in rendered.problems + length_problems(rendered, max_seq_len):

@@ -1,0 +1,50 @@
+"""Generating answers locally: a base model, optionally with a LoRA adapter, batched, greedy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gekro_ft.data.conversation import Conversation
+
+
+class LocalGenerator:
+    """Greedy generation for eval prompts: the conversation up to its last assistant turn."""
+
+    def __init__(self, base_source: str, adapter_dir: str | Path | None = None, device: str = "cpu"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or base_source))
+        self.tokenizer.padding_side = "left"  # generation continues from the right edge
+        model = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32).to(device)
+        if adapter_dir is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter_dir))
+        self.model = model.eval()
+        self.device = device
+
+    def prompt(self, conv: Conversation) -> str:
+        messages = conv.messages()
+        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+        return self.tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True,
+                                                  tools=conv.tools)
+
+    def generate(self, convs: list[Conversation], max_new_tokens: int = 128, batch_size: int = 8) -> list[dict[str, Any]]:
+        import torch
+
+        out = []
+        for i in range(0, len(convs), batch_size):
+            prompts = [self.prompt(c) for c in convs[i:i + batch_size]]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.no_grad():
+                gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          eos_token_id=self.tokenizer.eos_token_id)
+            for row, prompt_ids in zip(gen, enc["input_ids"]):
+                new = row[prompt_ids.shape[0]:]
+                text = self.tokenizer.decode(new, skip_special_tokens=True)
+                out.append({"text": text, "input_tokens": int((prompt_ids != self.tokenizer.pad_token_id).sum()),
+                            "output_tokens": int((new != self.tokenizer.pad_token_id).sum())})
+        return out

@@ -1,0 +1,67 @@
+"""Exporting an adapter for engines that cannot load LoRA: a merged model, or GGUF via Unsloth."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from gekro_ft.errors import GekroError, MissingDependencyError
+
+MANIFEST = "gekro_ft.json"
+
+
+def read_manifest(adapter_dir: Path) -> dict:
+    path = Path(adapter_dir) / MANIFEST
+    if not path.exists():
+        raise GekroError(f"{adapter_dir} has no {MANIFEST}: not an adapter directory written by gekro-ft train")
+    return orjson.loads(path.read_bytes())
+
+
+def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
+    """Merge the LoRA into its base model in ``dtype`` and save safetensors + tokenizer at ``out_dir``.
+
+    The base is loaded unquantized: merging into 4-bit weights would round the update away.
+    """
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gekro_ft.models import resolve_model
+
+    adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    manifest = read_manifest(adapter_dir)
+    base = manifest["base_model"]
+    # the bundled model's directory is machine-specific: resolve it again here
+    source = base["source"] if base["kind"] == "local" else resolve_model(base["name"]).source
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MANIFEST).write_bytes(orjson.dumps({**manifest, "merged_from": str(adapter_dir), "dtype": dtype},
+                                                  option=orjson.OPT_INDENT_2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def export_gguf(adapter_dir: str | Path, out_dir: str | Path, quantization: str = "q4_k_m") -> Path:
+    """GGUF through Unsloth's exporter (it drives llama.cpp's converter); needs unsloth and CUDA."""
+    if importlib.util.find_spec("unsloth") is None:
+        raise MissingDependencyError("GGUF export uses Unsloth", hint="pip install 'gekro-ft[unsloth]' on a CUDA machine")
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(model_name=str(adapter_dir), load_in_4bit=False)
+    model.save_pretrained_gguf(str(out_dir), tokenizer, quantization_method=quantization)
+    return Path(out_dir)
