@@ -25,14 +25,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job, as far as it exists: the data stage on the shipped example dataset.
+# The main job, as far as it exists: the data stage on the shipped example dataset, then a
+# QLoRA run of the CPU recipe on it, tracked in ./mlflow.db (`mlflow ui --backend-store-uri sqlite:///mlflow.db`).
 demo: $(STAMP)
+	rm -rf $(WORK)
 	$(BIN)/gekro-ft data detect $(DATA)
 	$(BIN)/gekro-ft data validate $(DATA) --model $(MODEL) --max-seq-len 512
 	$(BIN)/gekro-ft data stats $(DATA) --model $(MODEL)
 	$(BIN)/gekro-ft data split $(DATA) --eval-frac 0.1 --seed 0 --out-dir $(WORK)/data
 	$(BIN)/gekro-ft data convert $(WORK)/data/train.jsonl $(WORK)/data/train.sharegpt.jsonl --to sharegpt
 	$(BIN)/gekro-ft data render $(WORK)/data/eval.jsonl --model $(MODEL) --row 0
+	$(BIN)/gekro-ft train smollm2-135m-cpu --output-dir $(WORK)/train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu" -q

@@ -2,197 +2,373 @@
 
     python benchmarks/data_throughput.py [--rows 1000000] [--workdir DIR] [--keep]
 
-It writes N ShareGPT rows (~800 bytes each: 1M rows is ~800 MB) and measures, each in
-a fresh child process so that peak memory is that process's own:
+It writes N ShareGPT rows (about 800 bytes each, so 1M rows is about 800 MB; every
+fifth row multi-turn) and runs each of these in a fresh child process, so that the
+peak memory measured is that job's own:
 
-- ours: ``validate_file`` (every check, streaming) and ``convert_file`` to OpenAI JSONL;
-- the baseline: ``datasets.load_dataset("json")`` + ``.map`` to OpenAI ``messages`` +
-  ``.to_json``, once with ``.map``'s defaults (per row) and once batched (1,000 rows),
-  with a fresh cache directory so nothing is reused between runs.
+- ours: ``validate_file`` (every check, duplicates included) and ``convert_file`` to
+  OpenAI JSONL, both streaming (``gekro-ft data validate FILE``,
+  ``gekro-ft data convert IN OUT --to openai``);
+- the baseline, what one would write without us: ``datasets.load_dataset("json")``,
+  ``.map`` from ShareGPT ``conversations`` to OpenAI ``messages``, ``.to_json``. Once
+  with ``.map``'s defaults (one row at a time), once batched (1,000 rows), which is
+  the stronger baseline. Each gets a fresh cache directory and runs offline, so
+  nothing is reused between runs.
 
-Wall time is measured inside the child around the work (imports excluded) and peak
-memory is the child's max RSS from ``wait4`` (interpreter and imports included, for
-both sides alike). Targets (issue 2): ours at most 1/3 of the baseline's time and
-1/5 of its peak memory.
+Per run: wall time around the work, measured inside the child (imports excluded);
+the child process's whole life, measured by this parent (interpreter start and
+imports included); and the child's peak RSS from ``wait4`` (interpreter and imports
+included, for both sides alike; for ``datasets`` it also counts the pages of its
+memory-mapped Arrow cache that were resident). Every converted output is read back:
+all of them must hold the same rows with the same messages, or the run fails.
+
+Linux carries a process's peak RSS across ``exec``, so a child's ``ru_maxrss`` is at
+least what its parent had reached when it spawned it. The parent therefore stays small:
+it generates the input in another process, reads the outputs back only after the last
+child, and imports rich only to print. Each child also reports its own ``VmHWM``; the
+run warns if the two differ.
+
+Targets: ours at most 1/3 of the baseline's time and 1/5 of its peak memory.
+
+The results go to ``WORKDIR/data_throughput.json``. Converted files and caches are
+deleted as soon as they are checked, and the input at the end unless ``--keep``;
+with ``--keep`` and the same ``--workdir``, the next run reuses the input.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+TIME_TARGET = 1 / 3
+MEMORY_TARGET = 1 / 5
+GENERATOR_VERSION = 2  # bump when the generated rows change, so old inputs are rewritten
 WORDS = ("the order arrived late and the box was damaged so please send a replacement or refund "
          "my account shows two charges for one subscription which I never agreed to and support "
          "has not answered since monday thanks for checking this quickly").split()
 ROLE = {"system": "system", "human": "user", "gpt": "assistant"}
 
 
-# --- generating the input -------------------------------------------------------------------
+# --- the input file -----------------------------------------------------------------------
 
-def generate(path: Path, rows: int) -> None:
+def generate(path: Path, rows: int) -> bool:
+    """Write ``rows`` ShareGPT rows to ``path`` unless a complete file is already there.
+
+    Returns whether it wrote. A sidecar marker, written last, records what the file holds.
+    """
     import orjson
 
     marker = path.with_suffix(".rows")
-    if path.exists() and marker.exists() and marker.read_text() == str(rows):
-        return
+    expected = {"rows": rows, "generator": GENERATOR_VERSION}
+    if path.exists() and marker.exists():
+        found = json.loads(marker.read_text())
+        if found == {**expected, "bytes": path.stat().st_size}:
+            return False
+    marker.unlink(missing_ok=True)
     rng = random.Random(0)
-
-    def text(n: int) -> str:
-        return " ".join(rng.choices(WORDS, k=n))
-
     with open(path, "wb") as f:
-        buf = []
-        for i in range(rows):
-            conv = [{"from": "system", "value": text(10)}, {"from": "human", "value": text(45)},
-                    {"from": "gpt", "value": text(60)}]
-            if i % 5 == 0:  # some multi-turn rows
-                conv += [{"from": "human", "value": text(8)}, {"from": "gpt", "value": text(12)}]
-            buf.append(orjson.dumps({"conversations": conv, "id": f"row-{i}"}))
-            if len(buf) == 10_000:
-                f.write(b"\n".join(buf) + b"\n")
-                buf = []
-        if buf:
-            f.write(b"\n".join(buf) + b"\n")
-    marker.write_text(str(rows))
+        for start in range(0, rows, 10_000):
+            chunk = [orjson.dumps(_sharegpt_row(rng, i)) for i in range(start, min(start + 10_000, rows))]
+            f.write(b"\n".join(chunk) + b"\n")
+    marker.write_text(json.dumps({**expected, "bytes": path.stat().st_size}))
+    return True
 
 
-# --- what each child process runs ------------------------------------------------------------
+def _sharegpt_row(rng: random.Random, i: int) -> dict:
+    def text(lo: int, hi: int) -> str:
+        return " ".join(rng.choices(WORDS, k=rng.randint(lo, hi)))
 
-def child_ours_validate(src: str, out: str) -> int:
+    conv = [{"from": "system", "value": text(6, 14)}, {"from": "human", "value": text(30, 60)},
+            {"from": "gpt", "value": text(40, 80)}]
+    if i % 5 == 0:
+        conv += [{"from": "human", "value": text(4, 12)}, {"from": "gpt", "value": text(8, 16)}]
+    return {"conversations": conv, "id": f"row-{i}"}
+
+
+# --- what each child process runs -----------------------------------------------------------
+# Each returns the number of rows it handled. ``cache`` is a fresh, empty directory.
+
+def ours_validate(src: str, out: str, cache: str) -> int:
     from gekro_ft.data.validate import validate_file
 
     report = validate_file(src, "sharegpt")
-    assert report.errors == 0, report.by_code()
+    if report.errors or report.usable_rows != report.rows:
+        raise SystemExit(f"validate found errors in generated data: {report.by_code()}")
     return report.rows
 
 
-def child_ours_convert(src: str, out: str) -> int:
+def ours_convert(src: str, out: str, cache: str) -> int:
     from gekro_ft.data.convert import convert_file
 
-    return convert_file(src, out, "openai", "sharegpt").written
+    result = convert_file(src, out, "openai", "sharegpt")
+    if result.refused:
+        raise SystemExit(f"convert refused {result.refused} generated rows")
+    return result.written
 
 
-def _to_messages(conversations):
+def _to_messages(conversations: list[dict]) -> list[dict]:
     return [{"role": ROLE[t["from"]], "content": t["value"]} for t in conversations]
 
 
-def _datasets(src: str, out: str, batched: bool) -> int:
+def _one_row(row: dict) -> dict:
+    return {"messages": _to_messages(row["conversations"])}
+
+
+def _one_batch(batch: dict) -> dict:
+    return {"messages": [_to_messages(c) for c in batch["conversations"]]}
+
+
+def _datasets(src: str, out: str, cache: str, batched: bool) -> int:
     import datasets
 
     datasets.disable_progress_bars()
-    cache = tempfile.mkdtemp(prefix="hf-cache-", dir=Path(out).parent)
-    try:
-        ds = datasets.load_dataset("json", data_files=src, split="train", cache_dir=cache)
-        if batched:
-            ds = ds.map(lambda b: {"messages": [_to_messages(c) for c in b["conversations"]]},
-                        batched=True, batch_size=1000, remove_columns=["conversations"])
-        else:
-            ds = ds.map(lambda r: {"messages": _to_messages(r["conversations"])}, remove_columns=["conversations"])
-        ds.to_json(out)
-        return ds.num_rows
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
+    ds = datasets.load_dataset("json", data_files=src, split="train", cache_dir=cache)
+    if batched:
+        ds = ds.map(_one_batch, batched=True, batch_size=1000, remove_columns=["conversations"])
+    else:
+        ds = ds.map(_one_row, remove_columns=["conversations"])
+    ds.to_json(out)
+    return ds.num_rows
 
 
-CHILDREN = {
-    "ours: validate": child_ours_validate,
-    "ours: convert": child_ours_convert,
-    "datasets: load + map + to_json": lambda s, o: _datasets(s, o, batched=False),
-    "datasets: load + map(batched) + to_json": lambda s, o: _datasets(s, o, batched=True),
-}
+@dataclass(frozen=True)
+class Job:
+    key: str  # how the parent names it to the child
+    label: str  # how the results name it
+    imports: tuple[str, ...]  # imported before the clock starts
+    work: Callable[[str, str, str], int]
+    writes: bool = True  # whether it writes a converted file
 
 
-def run_child(name: str, src: Path, out: Path) -> dict:
-    cmd = [sys.executable, __file__, "--child", name, "--input", str(src), "--output", str(out)]
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env)
+JOBS = (
+    Job("ours-validate", "ours: validate", ("gekro_ft.data.validate",), ours_validate, writes=False),
+    Job("ours-convert", "ours: convert", ("gekro_ft.data.convert",), ours_convert),
+    Job("datasets", "datasets: load + map + to_json", ("datasets",),
+        lambda s, o, c: _datasets(s, o, c, batched=False)),
+    Job("datasets-batched", "datasets: load + map(batched) + to_json", ("datasets",),
+        lambda s, o, c: _datasets(s, o, c, batched=True)),
+)
+OURS_BOTH = "ours: validate + convert"
+BASELINES = ("datasets: load + map + to_json", "datasets: load + map(batched) + to_json")
+
+
+def child_main(key: str, src: str, out: str, cache: str) -> None:
+    """Inside a measured child: import, then time the work alone; the result goes to stdout."""
+    job = next(j for j in JOBS if j.key == key)
+    for module in job.imports:
+        importlib.import_module(module)
+    start = time.perf_counter()
+    rows = job.work(src, out, cache)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rows": rows, "own_peak_rss_mib": own_peak_rss_mib()}))
+
+
+def own_peak_rss_mib() -> float:
+    """This process's peak RSS since its exec (``VmHWM``), whatever its parent's was."""
+    with open("/proc/self/status") as f:
+        kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    return int(kib) / 1024
+
+
+# --- the parent (kept small: see the module docstring) -------------------------------------
+
+def run_python(args: list[str], env: dict | None = None) -> tuple[dict, float, os.struct_rusage]:
+    """Run this script with ``args`` in a fresh interpreter: its JSON line, wall seconds, rusage."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, env=env)
     stdout = proc.stdout.read()
+    proc.stdout.close()
+    # wait4 reaps this one child and returns its own rusage (ru_maxrss in KiB on Linux);
+    # RUSAGE_CHILDREN would be the largest of all children so far
     _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name} failed")
-    result = json.loads(stdout.decode().strip().splitlines()[-1])
-    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
-    return result
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:2])} failed with exit code {proc.returncode}")
+    return json.loads(stdout.decode().strip().splitlines()[-1]), seconds, usage
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="gekro-ft data stage vs datasets load+map")
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--keep", action="store_true", help="keep the generated file for the next run")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--input", help=argparse.SUPPRESS)
-    parser.add_argument("--output", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def measure(job: Job, src: Path, out: Path, cache: Path) -> dict:
+    """Run ``job`` in a fresh interpreter: its own timing plus its process time and peak RSS."""
+    import resource
 
-    if args.child:  # inside a measured child process
-        fn = CHILDREN[args.child]
-        start = time.perf_counter()
-        rows = fn(args.input, args.output)
-        print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows}))
-        return
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(cache / "hf-home")}
+    spawner_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result, seconds, usage = run_python(["--child", job.key, "--input", str(src), "--output", str(out),
+                                         "--cache", str(cache)], env)
+    return {**result, "process_seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024,
+            "spawner_peak_rss_mib": spawner_peak}
 
+
+def read_back(path: Path) -> tuple[int, str]:
+    """Rows in a converted JSONL file and a digest of their ids and messages, key order aside."""
+    import hashlib
+
+    import orjson
+
+    digest = hashlib.blake2b()
+    rows = 0
+    with open(path, "rb") as f:
+        for line in f:
+            row = orjson.loads(line)
+            digest.update(orjson.dumps([row.get("id"), row["messages"]], option=orjson.OPT_SORT_KEYS))
+            rows += 1
+    return rows, digest.hexdigest()
+
+
+def check_outputs(expected_rows: int, results: dict, outputs: dict[str, Path]) -> None:
+    """Fail loudly unless every job saw every row and every converted file says the same."""
+    seen = {label: r["rows"] for label, r in results.items()}
+    read = {label: read_back(path) for label, path in outputs.items()}
+    written = {label: f"{rows} rows, digest {d[:12]}" for label, (rows, d) in read.items()}
+    if set(seen.values()) != {expected_rows} or {rows for rows, _ in read.values()} != {expected_rows}:
+        raise SystemExit(f"row counts differ (expected {expected_rows}): reported {seen}, written {written}")
+    if len({d for _, d in read.values()}) != 1:
+        raise SystemExit(f"converted files differ: {written}")
+
+
+def add_ours_both(results: dict) -> None:
+    """validate then convert, as a user would run them: times add up, memory is the larger."""
+    v, c = results["ours: validate"], results["ours: convert"]
+    results[OURS_BOTH] = {
+        "seconds": v["seconds"] + c["seconds"], "rows": c["rows"],
+        "process_seconds": v["process_seconds"] + c["process_seconds"],
+        **{k: max(v[k], c[k]) for k in ("peak_rss_mib", "own_peak_rss_mib", "spawner_peak_rss_mib")}}
+
+
+def comparisons(results: dict) -> list[dict]:
+    out = []
+    for base in BASELINES:
+        for ours in ("ours: convert", OURS_BOTH):
+            o, b = results[ours], results[base]
+            time_ratio = o["seconds"] / b["seconds"]
+            memory_ratio = o["peak_rss_mib"] / b["peak_rss_mib"]
+            out.append({"ours": ours, "baseline": base, "time_ratio": time_ratio,
+                        "memory_ratio": memory_ratio, "time_target_met": time_ratio <= TIME_TARGET,
+                        "memory_target_met": memory_ratio <= MEMORY_TARGET})
+    return out
+
+
+def machine() -> dict:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    return {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "platform": platform.platform(), "python": platform.python_version(),
+            **{dist: installed(dist) for dist in ("gekro-ft", "datasets", "pyarrow", "orjson")}}
+
+
+def print_report(title: str, info: dict, results: dict, compared: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # a log file: no reason to wrap the table at 80 columns
+        console.width = 120
+    console.print(f"machine: {info['cpus']} CPUs ({info['cpus_usable']} usable), {info['platform']}, "
+                  f"python {info['python']}, gekro-ft {info['gekro-ft']}, datasets {info['datasets']}, "
+                  f"pyarrow {info['pyarrow']}, orjson {info['orjson']}", soft_wrap=True)
+    table = Table("run", "wall s", "rows/s", "peak RSS MiB", "process s", title=title)
+    for label in ("ours: validate", "ours: convert", OURS_BOTH, *BASELINES):
+        r = results[label]
+        table.add_row(label, f"{r['seconds']:.1f}", f"{r['rows'] / r['seconds']:,.0f}",
+                      f"{r['peak_rss_mib']:,.0f}", f"{r['process_seconds']:.1f}")
+    console.print(table)
+    console.print("wall s: the work alone, timed in the child. process s: the whole child process, "
+                  "interpreter start and imports included. peak RSS: the child's (wait4), imports included.")
+    for label, r in results.items():
+        if abs(r["peak_rss_mib"] - r["own_peak_rss_mib"]) > 1:
+            console.print(f"[yellow]warning[/]: {label}: wait4 says {r['peak_rss_mib']:.0f} MiB, the child's "
+                          f"VmHWM {r['own_peak_rss_mib']:.0f} MiB; the parent had reached "
+                          f"{r['spawner_peak_rss_mib']:.0f} MiB when it spawned it")
+    for c in compared:
+        verdict = ", ".join(f"{what} target {'met' if c[f'{what}_target_met'] else 'MISSED'}"
+                            for what in ("time", "memory"))
+        console.print(f"{c['ours']} / {c['baseline']}: time x{c['time_ratio']:.3f}, "
+                      f"peak memory x{c['memory_ratio']:.3f} ({verdict})", soft_wrap=True)
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate (default 1,000,000)")
+    parser.add_argument("--workdir", type=Path, help="where the input, outputs and report go "
+                                                     "(default: a new temporary directory)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the generated input, so the next run with this --workdir reuses it")
+    # how the parent runs work in other processes
+    for hidden in ("--child", "--input", "--output", "--cache"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child_main(args.child, args.input, args.output, args.cache)
+    if args.generate:
+        return print(json.dumps({"wrote": generate(Path(args.input), args.rows)}))
+
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / f"sharegpt-{args.rows}.jsonl"
-    with console.status(f"writing {args.rows:,} ShareGPT rows"):
-        generate(src, args.rows)
-    size_mb = src.stat().st_size / 1e6
-    console.print(f"input: {src} ({args.rows:,} rows, {size_mb:,.0f} MB); python {platform.python_version()}, "
-                  f"{os.cpu_count()} CPUs")
+    results, outputs, caches = {}, {}, []
+    try:
+        progress(f"writing {args.rows:,} ShareGPT rows to {src} ...")
+        wrote = run_python(["--generate", "--rows", str(args.rows), "--input", str(src)])[0]["wrote"]
+        size_mb = src.stat().st_size / 1e6
+        progress(f"input: {size_mb:,.0f} MB, {'written' if wrote else 'reused'}")
+        for job in JOBS:
+            target, cache = workdir / f"out-{job.key}.jsonl", workdir / f"cache-{job.key}"
+            shutil.rmtree(cache, ignore_errors=True)
+            cache.mkdir()
+            caches.append(cache)
+            progress(f"measuring {job.label} ...")
+            results[job.label] = r = measure(job, src, target, cache)
+            shutil.rmtree(cache)
+            if job.writes:
+                outputs[job.label] = target
+            progress(f"  {r['seconds']:.1f} s, {r['peak_rss_mib']:,.0f} MiB peak, {r['rows']:,} rows")
+        progress("reading the converted files back ...")
+        check_outputs(args.rows, results, outputs)
+    finally:
+        for cache in caches:
+            shutil.rmtree(cache, ignore_errors=True)
+        for label in outputs:
+            outputs[label].unlink(missing_ok=True)
+        if not args.keep:
+            src.unlink(missing_ok=True)
+            src.with_suffix(".rows").unlink(missing_ok=True)
 
-    results = {}
-    for name in CHILDREN:
-        out = workdir / f"out-{name.split(':')[0]}-{len(results)}.jsonl"
-        with console.status(f"measuring {name}"):
-            results[name] = run_child(name, src, out)
-        out.unlink(missing_ok=True)
-        r = results[name]
-        console.print(f"  {name}: {r['seconds']:.1f} s, {r['peak_rss_mib']:.0f} MiB peak, {r['rows']:,} rows")
-
-    ours_v, ours_c = results["ours: validate"], results["ours: convert"]
-    rows_seen = {r["rows"] for r in results.values()}
-    if rows_seen != {args.rows}:
-        raise SystemExit(f"row counts differ between runs: {rows_seen}")
-    results["ours: validate + convert"] = {"seconds": ours_v["seconds"] + ours_c["seconds"], "rows": args.rows,
-                                           "peak_rss_mib": max(ours_v["peak_rss_mib"], ours_c["peak_rss_mib"])}
-
-    table = Table("run", "wall s", "rows/s", "peak RSS MiB", title=f"{args.rows:,} ShareGPT rows, {size_mb:,.0f} MB")
-    for name, r in results.items():
-        table.add_row(name, f"{r['seconds']:.1f}", f"{r['rows'] / r['seconds']:,.0f}", f"{r['peak_rss_mib']:,.0f}")
-    console.print(table)
-
-    ratios = {}
-    for base in ("datasets: load + map + to_json", "datasets: load + map(batched) + to_json"):
-        b = results[base]
-        for ours in ("ours: convert", "ours: validate + convert"):
-            o = results[ours]
-            t, m = o["seconds"] / b["seconds"], o["peak_rss_mib"] / b["peak_rss_mib"]
-            ratios[f"{ours} / {base}"] = {"time": t, "memory": m}
-            ok = "meets" if t <= 1 / 3 and m <= 1 / 5 else "MISSES"
-            console.print(f"{ours} vs {base}: time x{t:.3f}, peak memory x{m:.3f} "
-                          f"({ok} the <=1/3 time, <=1/5 memory target)", soft_wrap=True)
-
-    report = {"schema_version": 1, "rows": args.rows, "input_mb": size_mb, "cpus": os.cpu_count(),
-              "python": platform.python_version(), "results": results, "ratios": ratios,
-              "command": " ".join([Path(sys.executable).name] + sys.argv)}
-    (workdir / "data_throughput.json").write_text(json.dumps(report, indent=2))
-    console.print(f"results: {workdir / 'data_throughput.json'}")
-    if not args.keep and args.workdir is None:
-        shutil.rmtree(workdir, ignore_errors=True)
+    add_ours_both(results)
+    compared = comparisons(results)
+    info = machine()
+    print_report(f"{args.rows:,} ShareGPT rows, {size_mb:,.0f} MB", info, results, compared)
+    report = {"schema_version": 1, "rows": args.rows, "input_mb": size_mb, "machine": info,
+              "results": results, "comparisons": compared,
+              "targets": {"time_ratio": TIME_TARGET, "memory_ratio": MEMORY_TARGET},
+              "command": " ".join(["python", *sys.argv])}
+    path = workdir / "data_throughput.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":
