@@ -79,8 +79,8 @@ def generate(path: Path, rows: int) -> bool:
     rng = random.Random(0)
     with open(path, "wb") as f:
         for start in range(0, rows, 10_000):
-            chunk = [orjson.dumps(_sharegpt_row(rng, i)) for i in range(start, min(start + 10_000, rows))]
-            f.write(b"\n".join(chunk) + b"\n")
+            chunk = range(start, min(start + 10_000, rows))
+            f.write(b"\n".join(orjson.dumps(_sharegpt_row(rng, i)) for i in chunk) + b"\n")
     marker.write_text(json.dumps({**expected, "bytes": path.stat().st_size}))
     return True
 
@@ -152,7 +152,8 @@ class Job:
 
 
 JOBS = (
-    Job("ours-validate", "ours: validate", ("gekro_ft.data.validate",), ours_validate, writes=False),
+    Job("ours-validate", "ours: validate", ("gekro_ft.data.validate",), ours_validate,
+        writes=False),
     Job("ours-convert", "ours: convert", ("gekro_ft.data.convert",), ours_convert),
     Job("datasets", "datasets: load + map + to_json", ("datasets",),
         lambda s, o, c: _datasets(s, o, c, batched=False)),
@@ -206,10 +207,10 @@ def measure(job: Job, src: Path, out: Path, cache: Path) -> dict:
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "HF_HOME": str(cache / "hf-home")}
     spawner_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result, seconds, usage = run_python(["--child", job.key, "--input", str(src), "--output", str(out),
-                                         "--cache", str(cache)], env)
-    return {**result, "process_seconds": seconds, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "spawner_peak_rss_mib": spawner_peak}
+    args = ["--child", job.key, "--input", str(src), "--output", str(out), "--cache", str(cache)]
+    result, seconds, usage = run_python(args, env)
+    return {**result, "process_seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": usage.ru_maxrss / 1024, "spawner_peak_rss_mib": spawner_peak}
 
 
 def read_back(path: Path) -> tuple[int, str]:
@@ -223,7 +224,8 @@ def read_back(path: Path) -> tuple[int, str]:
     with open(path, "rb") as f:
         for line in f:
             row = orjson.loads(line)
-            digest.update(orjson.dumps([row.get("id"), row["messages"]], option=orjson.OPT_SORT_KEYS))
+            same = [row.get("id"), row["messages"]]
+            digest.update(orjson.dumps(same, option=orjson.OPT_SORT_KEYS))
             rows += 1
     return rows, digest.hexdigest()
 
@@ -233,8 +235,9 @@ def check_outputs(expected_rows: int, results: dict, outputs: dict[str, Path]) -
     seen = {label: r["rows"] for label, r in results.items()}
     read = {label: read_back(path) for label, path in outputs.items()}
     written = {label: f"{rows} rows, digest {d[:12]}" for label, (rows, d) in read.items()}
-    if set(seen.values()) != {expected_rows} or {rows for rows, _ in read.values()} != {expected_rows}:
-        raise SystemExit(f"row counts differ (expected {expected_rows}): reported {seen}, written {written}")
+    if {*seen.values(), *(rows for rows, _ in read.values())} != {expected_rows}:
+        raise SystemExit(f"row counts differ (expected {expected_rows}): "
+                         f"reported {seen}, written {written}")
     if len({d for _, d in read.values()}) != 1:
         raise SystemExit(f"converted files differ: {written}")
 
@@ -245,7 +248,9 @@ def add_ours_both(results: dict) -> None:
     results[OURS_BOTH] = {
         "seconds": v["seconds"] + c["seconds"], "rows": c["rows"],
         "process_seconds": v["process_seconds"] + c["process_seconds"],
-        **{k: max(v[k], c[k]) for k in ("peak_rss_mib", "own_peak_rss_mib", "spawner_peak_rss_mib")}}
+        "cpu_seconds": v["cpu_seconds"] + c["cpu_seconds"],
+        **{k: max(v[k], c[k])
+           for k in ("peak_rss_mib", "own_peak_rss_mib", "spawner_peak_rss_mib")}}
 
 
 def comparisons(results: dict) -> list[dict]:
@@ -283,22 +288,26 @@ def print_report(title: str, info: dict, results: dict, compared: list[dict]) ->
     console = Console()
     if not console.is_terminal:  # a log file: no reason to wrap the table at 80 columns
         console.width = 120
-    console.print(f"machine: {info['cpus']} CPUs ({info['cpus_usable']} usable), {info['platform']}, "
-                  f"python {info['python']}, gekro-ft {info['gekro-ft']}, datasets {info['datasets']}, "
-                  f"pyarrow {info['pyarrow']}, orjson {info['orjson']}", soft_wrap=True)
-    table = Table("run", "wall s", "rows/s", "peak RSS MiB", "process s", title=title)
+    versions = ", ".join(f"{d} {info[d]}" for d in ("python", "gekro-ft", "datasets", "pyarrow",
+                                                      "orjson"))
+    console.print(f"machine: {info['cpus']} CPUs ({info['cpus_usable']} usable), "
+                  f"{info['platform']}, {versions}", soft_wrap=True)
+    table = Table("run", "wall s", "rows/s", "peak RSS MiB", "process s", "CPU s", title=title)
     for label in ("ours: validate", "ours: convert", OURS_BOTH, *BASELINES):
         r = results[label]
         table.add_row(label, f"{r['seconds']:.1f}", f"{r['rows'] / r['seconds']:,.0f}",
-                      f"{r['peak_rss_mib']:,.0f}", f"{r['process_seconds']:.1f}")
+                      f"{r['peak_rss_mib']:,.0f}", f"{r['process_seconds']:.1f}",
+                      f"{r['cpu_seconds']:.1f}")
     console.print(table)
-    console.print("wall s: the work alone, timed in the child. process s: the whole child process, "
-                  "interpreter start and imports included. peak RSS: the child's (wait4), imports included.")
+    console.print("wall s: the work alone, timed in the child. process s: the whole child "
+                  "process, interpreter start and imports included; CPU s: its user + system "
+                  "time (above process s: more than one core). peak RSS: the child's (wait4), "
+                  "imports included.")
     for label, r in results.items():
         if abs(r["peak_rss_mib"] - r["own_peak_rss_mib"]) > 1:
-            console.print(f"[yellow]warning[/]: {label}: wait4 says {r['peak_rss_mib']:.0f} MiB, the child's "
-                          f"VmHWM {r['own_peak_rss_mib']:.0f} MiB; the parent had reached "
-                          f"{r['spawner_peak_rss_mib']:.0f} MiB when it spawned it")
+            console.print(f"[yellow]warning[/]: {label}: wait4 says {r['peak_rss_mib']:.0f} MiB, "
+                          f"the child's VmHWM {r['own_peak_rss_mib']:.0f} MiB; the parent had "
+                          f"reached {r['spawner_peak_rss_mib']:.0f} MiB when it spawned it")
     for c in compared:
         verdict = ", ".join(f"{what} target {'met' if c[f'{what}_target_met'] else 'MISSED'}"
                             for what in ("time", "memory"))
@@ -312,11 +321,12 @@ def progress(message: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows to generate (default 1,000,000)")
+    parser.add_argument("--rows", type=int, default=1_000_000,
+                        help="rows to generate (default 1,000,000)")
     parser.add_argument("--workdir", type=Path, help="where the input, outputs and report go "
                                                      "(default: a new temporary directory)")
     parser.add_argument("--keep", action="store_true",
-                        help="keep the generated input, so the next run with this --workdir reuses it")
+                        help="keep the generated input; the next run with this --workdir reuses it")
     # how the parent runs work in other processes
     for hidden in ("--child", "--input", "--output", "--cache"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -330,30 +340,29 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / f"sharegpt-{args.rows}.jsonl"
-    results, outputs, caches = {}, {}, []
+    results, outputs = {}, {}
+    scratch = [(workdir / f"out-{job.key}.jsonl", workdir / f"cache-{job.key}") for job in JOBS]
     try:
         progress(f"writing {args.rows:,} ShareGPT rows to {src} ...")
-        wrote = run_python(["--generate", "--rows", str(args.rows), "--input", str(src)])[0]["wrote"]
+        generated = run_python(["--generate", "--rows", str(args.rows), "--input", str(src)])[0]
         size_mb = src.stat().st_size / 1e6
-        progress(f"input: {size_mb:,.0f} MB, {'written' if wrote else 'reused'}")
-        for job in JOBS:
-            target, cache = workdir / f"out-{job.key}.jsonl", workdir / f"cache-{job.key}"
+        progress(f"input: {size_mb:,.0f} MB, {'written' if generated['wrote'] else 'reused'}")
+        for job, (target, cache) in zip(JOBS, scratch):
             shutil.rmtree(cache, ignore_errors=True)
             cache.mkdir()
-            caches.append(cache)
             progress(f"measuring {job.label} ...")
             results[job.label] = r = measure(job, src, target, cache)
             shutil.rmtree(cache)
             if job.writes:
                 outputs[job.label] = target
-            progress(f"  {r['seconds']:.1f} s, {r['peak_rss_mib']:,.0f} MiB peak, {r['rows']:,} rows")
+            progress(f"  {r['seconds']:.1f} s, {r['peak_rss_mib']:,.0f} MiB peak, "
+                     f"{r['rows']:,} rows")
         progress("reading the converted files back ...")
         check_outputs(args.rows, results, outputs)
     finally:
-        for cache in caches:
+        for target, cache in scratch:
+            target.unlink(missing_ok=True)
             shutil.rmtree(cache, ignore_errors=True)
-        for label in outputs:
-            outputs[label].unlink(missing_ok=True)
         if not args.keep:
             src.unlink(missing_ok=True)
             src.with_suffix(".rows").unlink(missing_ok=True)
