@@ -38,8 +38,9 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
         if not isinstance(m, dict):
             problems.append(("wrong-type", f"{where} is {type(m).__name__}, not an object"))
             continue
-        for key in m.keys() - MESSAGE_KEYS:
-            problems.append(("unrecognized-key", f"{where} has unrecognized key '{key}'"))
+        if not MESSAGE_KEYS.issuperset(m):
+            for key in m.keys() - MESSAGE_KEYS:
+                problems.append(("unrecognized-key", f"{where} has unrecognized key '{key}'"))
         raw_role = m.get("role")
         if raw_role is None:
             problems.append(("missing-field", f"{where} has no 'role'"))
