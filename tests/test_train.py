@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import DATASETS, REPO
+from conftest import DATASETS
 
 TICKETS = DATASETS / "ticket-extraction" / "openai.jsonl"
 
@@ -63,7 +63,7 @@ def test_train_interrupt_resume_track_register(tmp_path, mlflow_env):
 
     env, uri = mlflow_env
     out = tmp_path / "run"
-    proc = subprocess.Popen(train_cmd(out), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(train_cmd(out), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 600
     while not (out / "checkpoints" / "checkpoint-2").exists():
@@ -81,7 +81,7 @@ def test_train_interrupt_resume_track_register(tmp_path, mlflow_env):
     assert 2 <= stopped_at < 4
     assert not (out / "adapter").exists()
 
-    done = subprocess.run(train_cmd(out) + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True,
+    done = subprocess.run(train_cmd(out) + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr
     run = client.get_run(run_id)  # the same run, continued
