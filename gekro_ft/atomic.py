@@ -42,3 +42,20 @@ def atomic_output(path: str | Path) -> Iterator[BinaryIO]:
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_output(path) as f:
         f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield an empty directory beside ``target`` that replaces it only if the block finishes."""
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import orjson
 
+from gekro_ft.atomic import atomic_directory
 from gekro_ft.errors import GekroError, MissingDependencyError
-
-MANIFEST = "gekro_ft.json"
+from gekro_ft.train.run import MANIFEST
 
 
 def read_manifest(adapter_dir: Path) -> dict:
@@ -41,18 +38,11 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
     model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / MANIFEST).write_bytes(orjson.dumps({**manifest, "merged_from": str(adapter_dir), "dtype": dtype},
                                                   option=orjson.OPT_INDENT_2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 

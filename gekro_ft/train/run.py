@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import resource
-import shutil
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +22,7 @@ from typing import Any, Callable
 import orjson
 import yaml
 
-from gekro_ft.atomic import write_bytes_atomic
+from gekro_ft.atomic import atomic_directory, write_bytes_atomic
 from gekro_ft.errors import GekroError, PreflightError, TrainingInterrupted
 from gekro_ft.recipe import Recipe, find_recipe, load_recipe
 
@@ -319,8 +316,7 @@ def _model_ref(plan: Plan):
 def _save_adapter(model: Any, tokenizer: Any, plan: Plan, run_id: str, metrics: dict) -> Path:
     """PEFT files + tokenizer + manifest, built beside the target and renamed into place."""
     target = plan.output_dir / "adapter"
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=plan.output_dir))
-    try:
+    with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         manifest = {
@@ -332,9 +328,4 @@ def _save_adapter(model: Any, tokenizer: Any, plan: Plan, run_id: str, metrics: 
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
