@@ -68,6 +68,7 @@ def child_trl(args, workdir: Path) -> dict:
     config = SFTConfig(output_dir=str(workdir / "trl"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
                        learning_rate=1e-3, lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=1,
                        max_length=256, completion_only_loss=True, report_to="none", save_strategy="no",
+                       gradient_checkpointing=False,  # SFTConfig defaults to True; the recipe has it off
                        bf16=cuda, use_cpu=not cuda, disable_tqdm=True, seed=0)
     trainer = SFTTrainer(model=model, args=config, train_dataset=rows, processing_class=AutoTokenizer.from_pretrained(source),
                          peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"))
