@@ -63,32 +63,44 @@ def choose_eval_groups(groups, eval_frac: float, seed: int) -> set[bytes]:
     return set(distinct[:n_eval])
 
 
+def assign_sides(keys, eval_frac: float, seed: int) -> tuple[bytearray, int]:
+    """Per example (its ``example_keys``, or None for one to leave out): SKIP, TRAIN or EVAL.
+
+    Later copies of an example are skipped; returns the sides and how many were duplicates.
+    """
+    seen: set[bytes] = set()
+    groups: list[bytes | None] = []
+    duplicates = 0
+    for k in keys:
+        if k is not None and k[0] in seen:
+            duplicates += 1
+            k = None
+        elif k is not None:
+            seen.add(k[0])
+        groups.append(None if k is None else k[1])
+    del seen
+    eval_groups = choose_eval_groups(groups, eval_frac, seed)
+    return bytearray(SKIP if g is None else EVAL if g in eval_groups else TRAIN for g in groups), duplicates
+
+
 def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: int = 0,
                schema: str | None = None,
                on_bytes: Callable[[int], None] | None = None) -> SplitResult:
     if not 0 < eval_frac < 1:
         raise GekroError(f"--eval-frac must be between 0 and 1, got {eval_frac}")
     schema, _ = resolve_schema(source, schema)
-    seen: set[bytes] = set()
-    groups: list[bytes | None] = []  # per row: its prompt group, None when skipped
-    unreadable = duplicates = 0
-    for row in read_rows(source, schema, on_bytes):
-        if not row.readable:
-            unreadable += 1
-            groups.append(None)
-            continue
-        key, group = example_keys(row.conv)
-        if key in seen:
-            duplicates += 1
-            groups.append(None)
-            continue
-        seen.add(key)
-        groups.append(group)
-    del seen
+    unreadable = 0
 
-    eval_groups = choose_eval_groups(groups, eval_frac, seed)
-    side = bytearray(SKIP if g is None else EVAL if g in eval_groups else TRAIN for g in groups)
-    del groups
+    def keys():
+        nonlocal unreadable
+        for row in read_rows(source, schema, on_bytes):
+            if row.readable:
+                yield example_keys(row.conv)
+            else:
+                unreadable += 1
+                yield None
+
+    side, duplicates = assign_sides(keys(), eval_frac, seed)
 
     out_dir = Path(out_dir)
     train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"

@@ -14,7 +14,7 @@ from typing import Any
 from gekro_ft.data.detect import resolve_schema
 from gekro_ft.data.render import render
 from gekro_ft.data.rows import read_rows
-from gekro_ft.data.split import choose_eval_groups, example_keys
+from gekro_ft.data.split import EVAL, TRAIN, assign_sides, example_keys
 from gekro_ft.recipe import Recipe
 
 IGNORE = -100  # the label value PyTorch's cross-entropy skips
@@ -80,19 +80,12 @@ def prepare_data(recipe: Recipe, tokenizer: Any) -> PreparedData:
     train_convs = list(_convs(d.train, d.schema_, skipped))
     eval_convs = list(_convs(d.eval, d.schema_, skipped)) if d.eval else []
     if d.eval_frac:
-        keys = [example_keys(c) for c in train_convs]
-        seen: set[bytes] = set()
-        unique = []
-        for conv, (key, group) in zip(train_convs, keys):
-            if key not in seen:
-                seen.add(key)
-                unique.append((conv, group))
-        skipped["duplicate"] = len(train_convs) - len(unique)
-        held_out = choose_eval_groups([g for _, g in unique], d.eval_frac, recipe.train.seed)
-        train_convs = [c for c, g in unique if g not in held_out]
-        eval_convs = [c for c, g in unique if g in held_out]
-    encode = [(_encode(tokenizer, c, recipe, skipped)) for c in train_convs]
-    encode_eval = [(_encode(tokenizer, c, recipe, skipped)) for c in eval_convs]
-    return PreparedData(train=[e for e in encode if e], eval=[e for e in encode_eval if e],
+        sides, skipped["duplicate"] = assign_sides((example_keys(c) for c in train_convs), d.eval_frac,
+                                                   recipe.train.seed)
+        eval_convs = [c for c, s in zip(train_convs, sides) if s == EVAL]
+        train_convs = [c for c, s in zip(train_convs, sides) if s == TRAIN]
+    encoded = [_encode(tokenizer, c, recipe, skipped) for c in train_convs]
+    encoded_eval = [_encode(tokenizer, c, recipe, skipped) for c in eval_convs]
+    return PreparedData(train=[e for e in encoded if e], eval=[e for e in encoded_eval if e],
                         dataset_hash=file_digest(d.train, d.eval),
                         skipped={k: v for k, v in skipped.items() if v})

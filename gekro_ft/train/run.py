@@ -80,7 +80,7 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     """Validate data and memory before anything heavy; return the plan, tokenizer and prepared data."""
     from gekro_ft.data.validate import validate_file
     from gekro_ft.models import load_tokenizer, resolve_model
-    from gekro_ft.train.backends import choose_backend
+    from gekro_ft.train.backends import choose_backend, cuda_available
     from gekro_ft.train.dataset import prepare_data
     from gekro_ft.train.preflight import Settings, available_memory, estimate, model_shape, suggestions
 
@@ -114,7 +114,7 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
         raise PreflightError(f"data.train ({recipe.data.train}) has no trainable rows")
 
     backend, reason = choose_backend(recipe.train.backend)
-    device = "cuda" if backend == "unsloth" or _cuda() else "cpu"
+    device = "cuda" if backend == "unsloth" or cuda_available() else "cpu"
     dtype = resolve_dtype(recipe.model.dtype, device)
     if recipe.model.load_in_4bit is False and device == "cpu" and dtype != "float32":
         raise PreflightError(f"model.dtype={dtype} on CPU: use float32")
@@ -135,12 +135,6 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     plan = Plan(recipe, stem, output_dir, model.source, model.kind, backend, reason, device, dtype,
                 len(data.train), len(data.eval), data.train_tokens, data.skipped, memory, data.dataset_hash)
     return plan, tokenizer, data
-
-
-def _cuda() -> bool:
-    from gekro_ft.train.backends import cuda_available
-
-    return cuda_available()
 
 
 def peak_memory_bytes(device: str) -> int:
