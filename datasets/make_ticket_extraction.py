@@ -2,6 +2,12 @@
 
     python datasets/make_ticket_extraction.py [--out datasets/ticket-extraction] [--rows 300]
 
+The eval set of ``eval/ticket-extraction.yaml`` is the same generator with another seed
+(no prompt overlaps the training rows; a test checks):
+
+    python datasets/make_ticket_extraction.py --out eval/ticket-extraction --rows 60 \
+        --seed 2026 --id-prefix eval --schemas openai
+
 Deterministic: the same arguments always write the same bytes (a test checks the
 shipped files against a fresh run). The rows are built as canonical conversations
 and written by gekro-ft's own schema writers.
@@ -80,7 +86,7 @@ def make_example(rng: random.Random) -> tuple[str, dict]:
     return ticket, fields
 
 
-def conversations(rows: int, seed: int) -> list[tuple[Conversation, Conversation]]:
+def conversations(rows: int, seed: int, id_prefix: str = "ticket") -> list[tuple[Conversation, Conversation]]:
     """(chat form, alpaca form) per example: the chat form puts the instruction in the system
     message, the Alpaca form in ``instruction`` with the ticket as ``input``."""
     rng = random.Random(seed)
@@ -88,7 +94,7 @@ def conversations(rows: int, seed: int) -> list[tuple[Conversation, Conversation
     for i in range(rows):
         ticket, fields = make_example(rng)
         answer = json.dumps(fields, ensure_ascii=False)
-        extra = {"id": f"ticket-{i:04d}"}
+        extra = {"id": f"{id_prefix}-{i:04d}"}
         chat = Conversation(system=INSTRUCTION, turns=[Turn("user", ticket), Turn("assistant", answer)],
                             extra=extra)
         alpaca = Conversation(turns=[Turn("user", join_parts([INSTRUCTION, ticket]),
@@ -98,9 +104,10 @@ def conversations(rows: int, seed: int) -> list[tuple[Conversation, Conversation
     return out
 
 
-def write_all(out_dir: Path, rows: int = 300, seed: int = 7) -> None:
-    examples = conversations(rows, seed)
-    for schema in ("openai", "sharegpt", "alpaca"):
+def write_all(out_dir: Path, rows: int = 300, seed: int = 7, id_prefix: str = "ticket",
+              schemas: tuple[str, ...] = ("openai", "sharegpt", "alpaca")) -> None:
+    examples = conversations(rows, seed, id_prefix)
+    for schema in schemas:
         with atomic_output(out_dir / f"{schema}.jsonl") as f:
             for chat, alpaca in examples:
                 row, _ = SCHEMAS[schema].write(alpaca if schema == "alpaca" else chat)
@@ -112,9 +119,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "ticket-extraction")
     parser.add_argument("--rows", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--id-prefix", default="ticket")
+    parser.add_argument("--schemas", default="openai,sharegpt,alpaca")
     args = parser.parse_args()
-    write_all(args.out, args.rows, args.seed)
-    print(f"wrote {args.rows} rows in 3 schemas to {args.out}")
+    schemas = tuple(args.schemas.split(","))
+    write_all(args.out, args.rows, args.seed, args.id_prefix, schemas)
+    print(f"wrote {args.rows} rows in {len(schemas)} schemas to {args.out}")
 
 
 if __name__ == "__main__":

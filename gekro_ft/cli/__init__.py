@@ -10,7 +10,9 @@ import click
 from gekro_ft import __version__
 from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
+from gekro_ft.cli.eval import eval_
 from gekro_ft.cli.export import export
+from gekro_ft.cli.models import models, promote
 from gekro_ft.cli.recipe import recipe
 from gekro_ft.cli.train import train
 
@@ -32,3 +34,6 @@ main.add_command(data)
 main.add_command(recipe)
 main.add_command(train)
 main.add_command(export)
+main.add_command(eval_)
+main.add_command(promote)
+main.add_command(models)

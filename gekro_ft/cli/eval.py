@@ -1,0 +1,81 @@
+"""``gekro-ft eval``: a candidate against a baseline on an eval suite, with a CI exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gekro_ft.cli.output import err, out, print_json
+
+
+@click.command("eval")
+@click.argument("suite")
+@click.option("--candidate", "-c", required=True,
+              help="Adapter DIR, models:/NAME@ALIAS, base:MODEL, openai:MODEL, URL or recording:FILE.")
+@click.option("--candidate-model", help="Model name when --candidate is a URL.")
+@click.option("--baseline", "-b", help="The same forms as --candidate; omit to judge the candidate alone.")
+@click.option("--baseline-model", help="Model name when --baseline is a URL.")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory (default work/eval/SUITE).")
+@click.option("--recordings", type=click.Path(file_okay=False, path_type=Path),
+              help="Where endpoint answers are recorded (default eval/recordings/SUITE beside the suite).")
+@click.option("--record-only", is_flag=True, help="Ask the endpoints again and overwrite their recordings.")
+@click.option("--promote", is_flag=True, help="Move the registry alias `champion` to the candidate if the gate passes.")
+@click.option("--bench", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A bench.json whose measured throughput prices the self-hosted side.")
+@click.option("--prices", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Your own price table (replaces the shipped entries of the same name).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict and aggregates as JSON.")
+def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str | None,
+          baseline_model: str | None, out_dir: Path | None, recordings: Path | None, record_only: bool,
+          promote: bool, bench: Path | None, prices: Path | None, as_json: bool) -> None:
+    """Score a candidate and a baseline on SUITE (a file or a name in eval/) and decide the gate.
+
+    Exit code: 0 the gate passed, 1 it failed, 2 it could not be decided (an unreachable
+    baseline, failed requests, an empty eval set, a broken suite). Endpoint answers are
+    recorded, so a rerun of the same eval makes no request.
+
+    \b
+    Example:
+      gekro-ft eval ticket-extraction --candidate work/demo/train/adapter \\
+          --baseline openai:gpt-4.1-mini --promote
+    """
+    from gekro_ft.eval.runner import run_eval
+    from gekro_ft.eval.suite import load_suite
+
+    s = load_suite(suite)
+    outcome = run_eval(s, candidate, baseline, out_dir=out_dir or Path("work/eval") / s.name,
+                       candidate_model=candidate_model, baseline_model=baseline_model,
+                       recordings_dir=recordings, record_only=record_only, promote=promote,
+                       bench=bench, prices=prices)
+    r = outcome.report
+    if as_json:
+        print_json({"verdict": outcome.verdict, "reason": r["gate"]["reason"],
+                    "aggregates": {k: v["aggregates"] for k, v in r["sides"].items()},
+                    "promotion": r.get("promotion"), "report": str(outcome.paths["json"])})
+    else:
+        from rich.table import Table
+
+        table = Table("metric", *r["sides"], title=f"eval {s.name}: {r['suite']['examples']} examples")
+        names = sorted({k for side in r["sides"].values() for k in side["aggregates"]})
+        for n in names:
+            table.add_row(n, *[_cell(side["aggregates"].get(n)) for side in r["sides"].values()])
+        out.print(table)
+        for role, side in r["sides"].items():
+            if side["errors"]:
+                err.print(f"[red]{role}: {side['errors']} failed requests[/] ({side['error_kinds']})")
+            if side["provider"]["kind"] == "endpoint":
+                err.print(f"{role}: {side['requests_sent']} requests sent, {side['from_recording']} from the recording")
+        color = {"pass": "green", "fail": "red", "undecided": "yellow"}[outcome.verdict]
+        out.print(f"[bold {color}]{outcome.verdict.upper()}[/]" + (f": {r['gate']['reason']}" if r["gate"]["reason"] else ""))
+        promo = r.get("promotion")
+        if promo:
+            out.print(f"champion: {promo['name']} v{promo['version']} "
+                      + ("(promoted)" if promo.get("changed") else f"(not moved: {promo.get('reason', 'already champion')})"))
+        out.print(f"report: {outcome.paths['html']}")
+    raise SystemExit(outcome.exit_code)
+
+
+def _cell(v) -> str:
+    return "—" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)

@@ -1,0 +1,262 @@
+"""The promotion gate: a condition over the aggregated metrics of a candidate and a baseline.
+
+    candidate.field_f1 >= baseline.field_f1 - 0.02 and candidate.json_valid >= 0.98
+
+Grammar: ``and``/``or``/``not``, comparisons ``< <= > >= == !=`` (chained as in Python:
+``0.5 <= candidate.x < 1``), arithmetic ``+ - * /`` and unary ``-``, parentheses, numbers,
+and ``candidate.NAME`` / ``baseline.NAME``. Nothing else: no calls, subscripts, other
+names, strings, booleans, ``**``, conditional expressions, comments.
+
+Why Python's parser (``ast.parse(mode="eval")``) rather than a hand-written one: the gate
+reads as Python, so precedence and chained comparisons behave exactly as a reader expects,
+and syntax errors come with positions. The tree is only *walked*: each node is checked
+against the whitelist above, and evaluated by this module. Nothing is compiled or run
+by Python.
+
+Failing closed: an unknown metric, a baseline reference with no baseline, a division by
+zero, a NaN or infinite value raise ``GateError`` ("could not decide"), never a pass.
+Every comparison is evaluated (no short-circuit), so the report shows all of them.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+from gekro_ft.errors import GekroError
+
+SIDES = ("candidate", "baseline")
+MAX_LENGTH = 2000
+
+_COMPARE: dict[type, tuple[str, Callable[[float, float], bool]]] = {
+    ast.Lt: ("<", operator.lt), ast.LtE: ("<=", operator.le), ast.Gt: (">", operator.gt),
+    ast.GtE: (">=", operator.ge), ast.Eq: ("==", operator.eq), ast.NotEq: ("!=", operator.ne),
+}
+_ARITH: dict[type, tuple[str, Callable[[float, float], float]]] = {
+    ast.Add: ("+", operator.add), ast.Sub: ("-", operator.sub),
+    ast.Mult: ("*", operator.mul), ast.Div: ("/", operator.truediv),
+}
+_REFUSED = {  # node type -> why, for the constructs people are most likely to try
+    ast.Call: "function calls are not allowed",
+    ast.Subscript: "subscripts are not allowed",
+    ast.IfExp: "conditional expressions are not allowed",
+    ast.Lambda: "lambdas are not allowed",
+    ast.NamedExpr: "assignments are not allowed",
+    ast.JoinedStr: "strings are not allowed",
+}
+
+
+class GateError(GekroError):
+    """A gate that does not parse, or cannot be decided on the metrics at hand."""
+
+
+@dataclass
+class Comparison:
+    """One comparison of the gate, as evaluated (a chain gives one per link)."""
+
+    text: str
+    left: float
+    right: float
+    held: bool
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Rejected(Exception):
+    def __init__(self, node: ast.AST, why: str):
+        self.node, self.why = node, why
+
+
+class Gate:
+    """A parsed, checked gate expression. Build it with ``parse_gate``."""
+
+    def __init__(self, text: str, tree: ast.Expression):
+        self.text = text
+        self._tree = tree
+        self._names: dict[str, set[str]] = {side: set() for side in SIDES}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                self._names[node.value.id].add(node.attr)  # type: ignore[attr-defined]
+
+    def names(self) -> dict[str, frozenset[str]]:
+        """The metric names referred to, per side: ``{"candidate": {...}, "baseline": {...}}``."""
+        return {side: frozenset(names) for side, names in self._names.items()}
+
+    @property
+    def needs_baseline(self) -> bool:
+        return bool(self._names["baseline"])
+
+    def check(self, candidate: Iterable[str], baseline: Iterable[str] | None) -> None:
+        """Raise ``GateError`` naming every referenced metric that the sides do not have."""
+        problems = []
+        if baseline is None and self.needs_baseline:
+            problems.append("the gate refers to baseline."
+                            f"{', baseline.'.join(sorted(self._names['baseline']))} but there is no baseline")
+        for side, available in (("candidate", candidate), ("baseline", baseline)):
+            if available is None:
+                continue
+            available = set(available)
+            unknown = sorted(self._names[side] - available)
+            if unknown:
+                problems.append(f"unknown {side} metric(s) {', '.join(f'{side}.{n}' for n in unknown)} "
+                                f"(available: {', '.join(sorted(available)) or 'none'})")
+        if problems:
+            raise GateError(f"gate {self.text!r}: " + "; ".join(problems))
+
+    def evaluate(self, candidate: dict[str, float], baseline: dict[str, float] | None) -> Verdict:
+        """The verdict on these aggregates; ``GateError`` when it cannot be decided."""
+        self.check(candidate, baseline)
+        comparisons: list[Comparison] = []
+        sides = {"candidate": candidate, "baseline": baseline or {}}
+        passed = _Evaluator(self.text, sides, comparisons).truth(self._tree.body)
+        return Verdict(passed=passed is True, comparisons=comparisons)
+
+    def __repr__(self) -> str:
+        return f"Gate({self.text!r})"
+
+
+def parse_gate(text: str) -> Gate:
+    """Parse and check a gate expression; ``GateError`` says which part is not allowed."""
+    if not isinstance(text, str) or not text.strip():
+        raise GateError("gate: empty; write a condition such as candidate.exact_match >= 0.9")
+    text = " ".join(text.split())  # YAML block scalars keep newlines; one line reads the same
+    if len(text) > MAX_LENGTH:
+        raise GateError(f"gate: longer than {MAX_LENGTH} characters")
+    if "#" in text:  # a comment would silently drop the rest of the condition
+        raise GateError(f"gate {text!r}: '#' is not allowed (no comments)")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as e:
+        where = f" at column {e.offset}" if e.offset and e.offset > 0 else ""
+        raise GateError(f"gate {text!r}: invalid syntax{where} ({e.msg})") from None
+    except (ValueError, RecursionError, MemoryError) as e:
+        raise GateError(f"gate {text!r}: cannot parse ({type(e).__name__})") from None
+    try:
+        kind = _kind(tree.body)
+        if kind != "bool":
+            raise _Rejected(tree.body, "a gate must be a condition (a comparison such as "
+                                       "candidate.exact_match >= 0.9), not a number")
+    except _Rejected as e:
+        part = ast.get_source_segment(text, e.node) or type(e.node).__name__
+        raise GateError(f"gate {text!r}: `{part}` is not allowed: {e.why}") from None
+    except RecursionError:
+        raise GateError(f"gate {text!r}: nested too deeply") from None
+    return Gate(text, tree)
+
+
+def _kind(node: ast.AST) -> str:
+    """"bool" or "number" for an allowed node; ``_Rejected`` for anything else."""
+    if isinstance(node, ast.BoolOp):
+        for value in node.values:
+            _expect(value, "bool")
+        return "bool"
+    if isinstance(node, ast.UnaryOp):
+        if isinstance(node.op, ast.Not):
+            _expect(node.operand, "bool")
+            return "bool"
+        if isinstance(node.op, ast.USub):
+            _expect(node.operand, "number")
+            return "number"
+        raise _Rejected(node, "only the unary operators - and not are allowed")
+    if isinstance(node, ast.Compare):
+        for op in node.ops:
+            if type(op) not in _COMPARE:
+                symbols = " ".join(symbol for symbol, _ in _COMPARE.values())
+                raise _Rejected(node, f"only the comparisons {symbols} are allowed")
+        for operand in (node.left, *node.comparators):
+            _expect(operand, "number")
+        return "bool"
+    if isinstance(node, ast.BinOp):
+        if type(node.op) not in _ARITH:
+            raise _Rejected(node, "only the arithmetic operators + - * / are allowed")
+        _expect(node.left, "number")
+        _expect(node.right, "number")
+        return "number"
+    if isinstance(node, ast.Attribute):
+        if not (isinstance(node.value, ast.Name) and node.value.id in SIDES):
+            raise _Rejected(node, "only candidate.NAME and baseline.NAME refer to metrics")
+        if node.attr.startswith("_"):
+            raise _Rejected(node, "metric names do not start with '_'")
+        return "number"
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Rejected(node, "strings are not allowed, only numbers" if isinstance(value, (str, bytes))
+                            else f"{value!r} is not a number")
+        if not math.isfinite(value):
+            raise _Rejected(node, "numbers must be finite")
+        return "number"
+    if isinstance(node, ast.Name):
+        if node.id in SIDES:
+            raise _Rejected(node, f"name a metric: {node.id}.NAME")
+        raise _Rejected(node, "the only names are candidate.NAME and baseline.NAME")
+    raise _Rejected(node, _REFUSED.get(type(node), f"{type(node).__name__} expressions are not allowed"))
+
+
+def _expect(node: ast.AST, kind: str) -> None:
+    if _kind(node) != kind:
+        raise _Rejected(node, "a number is needed here, not a condition" if kind == "number"
+                        else "a condition is needed here, not a number (compare it with something)")
+
+
+class _Evaluator:
+    """Walks a checked tree; every comparison is recorded, none is skipped."""
+
+    def __init__(self, text: str, sides: dict[str, dict[str, float]], comparisons: list[Comparison]):
+        self.text, self.sides, self.comparisons = text, sides, comparisons
+
+    def _src(self, node: ast.AST) -> str:
+        return ast.get_source_segment(self.text, node) or ast.unparse(node)
+
+    def truth(self, node: ast.AST) -> bool:
+        if isinstance(node, ast.BoolOp):
+            values = [self.truth(v) for v in node.values]  # all of them: the report shows each
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.UnaryOp):  # checked: only `not` yields a truth value
+            return not self.truth(node.operand)
+        assert isinstance(node, ast.Compare)
+        left_node, left = node.left, self.number(node.left)
+        held_all = True
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self.number(right_node)
+            symbol, compare = _COMPARE[type(op)]
+            held = compare(left, right)
+            text = self._src(node) if len(node.ops) == 1 \
+                else f"{self._src(left_node)} {symbol} {self._src(right_node)}"
+            self.comparisons.append(Comparison(text=text, left=left, right=right, held=held))
+            held_all = held_all and held
+            left_node, left = right_node, right
+        return held_all
+
+    def number(self, node: ast.AST) -> float:
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.Attribute):
+            side, name = node.value.id, node.attr  # type: ignore[attr-defined]
+            value = self.sides[side][name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise GateError(f"gate: {side}.{name} is {value!r}, not a number")
+            return self._finite(float(value), f"{side}.{name}")
+        if isinstance(node, ast.UnaryOp):
+            return -self.number(node.operand)
+        assert isinstance(node, ast.BinOp)
+        left, right = self.number(node.left), self.number(node.right)
+        if isinstance(node.op, ast.Div) and right == 0:
+            raise GateError(f"gate: division by zero in `{self._src(node)}` ({left:g} / {right:g})")
+        return self._finite(_ARITH[type(node.op)][1](left, right), f"`{self._src(node)}`")
+
+    @staticmethod
+    def _finite(value: float, what: str) -> float:
+        if not math.isfinite(value):
+            raise GateError(f"gate: {what} is {value}; cannot decide")
+        return value

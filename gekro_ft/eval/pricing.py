@@ -1,0 +1,81 @@
+"""What each side of an eval cost, from the tokens it measured and the price table.
+
+An API side is priced per token (its input and output prices). A self-hosted side is
+priced per output token from a GPU's hourly price and a served throughput — measured
+by ``gekro-ft bench`` when ``--bench`` is given, else stated in the suite — at full
+load; the cost report (``gekro-ft cost``) covers lower utilization. A side that cannot
+be priced says why instead of showing a number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gekro_ft.errors import GekroError
+from gekro_ft.eval.suite import Suite
+
+
+def _per_output(total: float, side: dict[str, Any]) -> dict[str, Any]:
+    answered, correct = side["answered"], side["correct"]
+    return {"total_usd": total,
+            "usd_per_output": total / answered if answered else None,
+            "usd_per_correct_output": total / correct if correct else None}
+
+
+def price_sides(suite: Suite, sides: dict[str, dict[str, Any]], bench: Path | None,
+                prices: Path | None) -> dict[str, dict[str, Any]]:
+    from gekro_ft.cost.prices import load_prices
+
+    table = load_prices(prices)
+    out = {}
+    for role, side in sides.items():
+        provider = side["provider"]
+        try:
+            if provider["kind"] == "local" or (role == "candidate" and suite.cost.candidate_gpu):
+                out[role] = _self_hosted(suite, side, table, bench)
+            else:
+                out[role] = _api(suite, side, table, provider)
+        except GekroError as e:
+            out[role] = {"basis": "not priced", "reason": str(e)}
+    return out
+
+
+def _api(suite: Suite, side: dict[str, Any], table: Any, provider: dict[str, Any]) -> dict[str, Any]:
+    name = suite.cost.baseline_price or provider.get("model")
+    if not name:
+        raise GekroError("no price-table entry named for this side (cost.baseline_price)")
+    p = table.api(name)
+    total = (side["input_tokens"] * p.input_per_m + side["output_tokens"] * p.output_per_m) / 1e6
+    return {"basis": f"API price of {name}: ${p.input_per_m:g} in / ${p.output_per_m:g} out per 1M tokens "
+                     f"(as of {p.as_of}, {p.source})", **_per_output(total, side)}
+
+
+def _self_hosted(suite: Suite, side: dict[str, Any], table: Any, bench: Path | None) -> dict[str, Any]:
+    gpu_name = suite.cost.candidate_gpu
+    if not gpu_name:
+        raise GekroError("set cost.candidate_gpu in the suite to price the self-hosted side")
+    gpu = table.gpu(gpu_name)
+    tps, source = suite.cost.candidate_output_tokens_per_s, "stated in the suite"
+    if bench is not None:
+        tps, source = _measured_tps(bench), f"measured by gekro-ft bench ({bench})"
+    if not tps:
+        raise GekroError("no served throughput: pass --bench bench.json or set cost.candidate_output_tokens_per_s")
+    usd_per_token = gpu.hourly_low / (tps * 3600)
+    total = side["output_tokens"] * usd_per_token
+    return {"basis": f"{gpu_name} at ${gpu.hourly_low:g}/h (as of {gpu.as_of}, {gpu.source}), "
+                     f"{tps:,.0f} output tokens/s {source}, full load",
+            "usd_per_1m_output_tokens": usd_per_token * 1e6, **_per_output(total, side)}
+
+
+def _measured_tps(bench: Path) -> float:
+    try:
+        doc = orjson.loads(Path(bench).read_bytes())
+        levels = [lv for lv in doc["levels"] if lv.get("error_rate", 1) == 0]
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
+        raise GekroError(f"{bench}: not a readable bench.json ({e})") from None
+    if not levels:
+        raise GekroError(f"{bench}: no level finished without errors")
+    return max(lv["output_tokens_per_s"] for lv in levels)

@@ -1,0 +1,273 @@
+"""Where answers come from: a local adapter (batched), an OpenAI-compatible endpoint
+(bounded concurrency, retries, recorded), or a recording alone.
+
+Spec strings, as ``--candidate`` and ``--baseline`` take them:
+
+=========================  ==================================================================
+``DIR``                    a LoRA adapter directory (its manifest names the base model)
+``models:/NAME@ALIAS``     a registry version, downloaded once (``models:/NAME/3`` works too)
+``base:MODEL``             a base model with no adapter, generated locally
+``openai:MODEL``           OpenAI's API (``OPENAI_BASE_URL`` overrides the address)
+``http(s)://HOST/v1``      any OpenAI-compatible server; ``--…-model`` names the model
+``recording:FILE``         replay only: answers recorded earlier, no network at all
+=========================  ==================================================================
+
+A failed request is an :class:`Answer` with ``error`` set: counted and shown, never
+scored as a wrong answer and never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gekro_ft.data.conversation import Conversation
+from gekro_ft.errors import GekroError
+from gekro_ft.eval.recordings import Recording, request_key
+from gekro_ft.eval.suite import Endpoint, Generation
+
+
+class ProviderError(GekroError):
+    """A candidate or baseline spec is wrong, or its key or files are missing."""
+
+
+@dataclass
+class Answer:
+    text: str | None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_s: float | None = None
+    error: str | None = None
+    cached: bool = False
+
+
+def prompt_messages(conv: Conversation) -> list[dict]:
+    """The conversation up to (not including) its last assistant turn."""
+    messages = conv.messages()
+    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    return messages[:last]
+
+
+def _truncate_at_stop(text: str, stop: list[str]) -> str:
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
+    return text[:cut]
+
+
+class LocalProvider:
+    """A base model, optionally with a LoRA adapter, generated here in batches (greedy)."""
+
+    kind = "local"
+
+    def __init__(self, base_model: str, adapter_dir: Path | None, label: str, batch_size: int = 8):
+        self.base_model, self.adapter_dir, self.label, self.batch_size = base_model, adapter_dir, label, batch_size
+        self.manifest = _manifest(adapter_dir) if adapter_dir else {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "spec": self.label, "base_model": self.base_model,
+                "adapter_dir": str(self.adapter_dir) if self.adapter_dir else None,
+                "training_run_id": self.manifest.get("mlflow_run_id")}
+
+    def generate(self, convs: list[Conversation], gen: Generation,
+                 progress: Callable[[int], None] | None = None) -> list[Answer]:
+        from gekro_ft.eval.local import LocalGenerator
+        from gekro_ft.models import resolve_model
+
+        if gen.temperature > 0:
+            raise ProviderError("local generation is greedy; set generation.temperature: 0 in the suite")
+        generator = LocalGenerator(resolve_model(self.base_model).source, self.adapter_dir)
+        answers: list[Answer] = []
+        for i in range(0, len(convs), self.batch_size):
+            chunk = convs[i:i + self.batch_size]
+            t0 = time.perf_counter()
+            outs = generator.generate(chunk, max_new_tokens=gen.max_tokens, batch_size=len(chunk))
+            per = (time.perf_counter() - t0) / len(chunk)  # a batch finishes together: share its time
+            answers += [Answer(_truncate_at_stop(o["text"], gen.stop), o["input_tokens"], o["output_tokens"], per)
+                        for o in outs]
+            if progress:
+                progress(len(chunk))
+        return answers
+
+
+def _manifest(adapter_dir: Path) -> dict[str, Any]:
+    path = Path(adapter_dir) / "gekro_ft.json"
+    return orjson.loads(path.read_bytes()) if path.exists() else {}
+
+
+def _adapter_base(adapter_dir: Path) -> str:
+    manifest = _manifest(adapter_dir)
+    if manifest.get("base_model", {}).get("name"):
+        return manifest["base_model"]["name"]
+    config = Path(adapter_dir) / "adapter_config.json"
+    base = orjson.loads(config.read_bytes()).get("base_model_name_or_path")
+    if not base:
+        raise ProviderError(f"{config} does not name its base model")
+    return base
+
+
+class EndpointProvider:
+    """An OpenAI-compatible chat endpoint through the ``openai`` client, with a recording."""
+
+    kind = "endpoint"
+
+    def __init__(self, base_url: str, model: str, label: str, settings: Endpoint,
+                 recording: Recording | None, record_only: bool = False, key_env: str | None = None):
+        self.base_url, self.model, self.label, self.settings = base_url, model, label, settings
+        self.recording, self.record_only, self.key_env = recording, record_only, key_env
+        self.requests_sent = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "spec": self.label, "base_url": self.base_url, "model": self.model,
+                "api_key_env": self.key_env,
+                "recording": str(self.recording.path) if self.recording else None}
+
+    def _api_key(self) -> str:
+        if not self.key_env:
+            return "not-needed"  # the client insists on a string; keyless local servers ignore it
+        key = os.environ.get(self.key_env)
+        if not key:
+            raise ProviderError(f"the environment variable {self.key_env} (the API key for {self.label}) is not set")
+        return key
+
+    def generate(self, convs: list[Conversation], gen: Generation,
+                 progress: Callable[[int], None] | None = None) -> list[Answer]:
+        settings = gen.model_dump()
+        prompts = [prompt_messages(c) for c in convs]
+        keys = [request_key(self.model, p, settings) for p in prompts]
+        answers: list[Answer | None] = [None] * len(convs)
+        todo = []
+        for i, key in enumerate(keys):
+            rec = self.recording.get(key) if self.recording and not self.record_only else None
+            if rec is not None:
+                answers[i] = Answer(rec["text"], rec.get("input_tokens"), rec.get("output_tokens"),
+                                    rec.get("latency_s"), cached=True)
+                if progress:
+                    progress(1)
+            else:
+                todo.append(i)
+        if todo:
+            asyncio.run(self._fetch_all(todo, prompts, keys, gen, answers, progress))
+        return [a for a in answers if a is not None]
+
+    async def _fetch_all(self, todo, prompts, keys, gen, answers, progress) -> None:
+        import openai
+
+        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key(),
+                                    timeout=self.settings.timeout_s, max_retries=self.settings.max_retries)
+        gate = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                answers[i] = await self._fetch(client, prompts[i], gen)
+            if answers[i].error is None and self.recording is not None:
+                self.recording.put(keys[i], {"model": self.model, "text": answers[i].text,
+                                             "input_tokens": answers[i].input_tokens,
+                                             "output_tokens": answers[i].output_tokens,
+                                             "latency_s": answers[i].latency_s})
+            if progress:
+                progress(1)
+
+        try:
+            await asyncio.gather(*(one(i) for i in todo))
+        finally:
+            await client.close()
+
+    async def _fetch(self, client: Any, messages: list[dict], gen: Generation) -> Answer:
+        import openai
+
+        self.requests_sent += 1
+        t0 = time.perf_counter()
+        try:
+            r = await client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=gen.max_tokens, temperature=gen.temperature,
+                stop=gen.stop or None, seed=gen.seed)
+        except openai.APIStatusError as e:  # after the client's own retries on 429/5xx
+            return Answer(None, error=f"HTTP {e.status_code}: {_short(e.message)}")
+        except openai.APITimeoutError:
+            return Answer(None, error=f"timed out after {self.settings.timeout_s:g} s")
+        except openai.APIConnectionError as e:
+            return Answer(None, error=f"cannot connect to {self.base_url}: {_short(str(e.__cause__ or e))}")
+        latency = time.perf_counter() - t0
+        usage = r.usage
+        return Answer(r.choices[0].message.content or "", usage.prompt_tokens if usage else None,
+                      usage.completion_tokens if usage else None, latency)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class ReplayProvider:
+    """Answers from a recording only; an unrecorded prompt is a failure, not a request."""
+
+    kind = "recording"
+
+    def __init__(self, path: Path, model: str | None, label: str):
+        if not path.is_file():
+            raise ProviderError(f"recording {path} does not exist")
+        self.recording, self.model, self.label = Recording(path), model, label
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "spec": self.label, "recording": str(self.recording.path), "model": self.model}
+
+    def generate(self, convs: list[Conversation], gen: Generation,
+                 progress: Callable[[int], None] | None = None) -> list[Answer]:
+        models = {r.get("model") for r in self.recording.answers.values()}
+        model = self.model or (models.pop() if len(models) == 1 else None)
+        if model is None:
+            raise ProviderError(f"{self.recording.path} holds answers of several models; name one with --…-model")
+        settings = gen.model_dump()
+        out = []
+        for conv in convs:
+            rec = self.recording.get(request_key(model, prompt_messages(conv), settings))
+            out.append(Answer(rec["text"], rec.get("input_tokens"), rec.get("output_tokens"), rec.get("latency_s"),
+                              cached=True) if rec else
+                       Answer(None, error="not in the recording (the eval set or settings changed; re-record)"))
+            if progress:
+                progress(1)
+        return out
+
+
+def recording_path(recordings_dir: Path, model: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
+    return recordings_dir / f"{safe}.jsonl"
+
+
+def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_dir: Path,
+                  record_only: bool = False, key_env: str | None = None) -> Any:
+    """A provider for one side from its spec string (see the module docstring)."""
+    if spec.startswith("openai:"):
+        name = spec.split(":", 1)[1]
+        url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        return EndpointProvider(url, name, spec, endpoint, Recording(recording_path(recordings_dir, name)),
+                                record_only, key_env or endpoint.api_key_env or "OPENAI_API_KEY")
+    if spec.startswith(("http://", "https://")):
+        if not model:
+            raise ProviderError(f"{spec} is an endpoint: name the model too (--candidate-model / --baseline-model)")
+        return EndpointProvider(spec.rstrip("/"), model, spec, endpoint,
+                                Recording(recording_path(recordings_dir, model)), record_only,
+                                key_env or endpoint.api_key_env)
+    if spec.startswith("recording:"):
+        return ReplayProvider(Path(spec.split(":", 1)[1]), model, spec)
+    if spec.startswith("base:"):
+        return LocalProvider(spec.split(":", 1)[1], None, spec)
+    if spec.startswith("models:/"):
+        from gekro_ft.registry import download_adapter
+
+        adapter = download_adapter(spec)
+        return LocalProvider(_adapter_base(adapter), adapter, spec)
+    path = Path(spec)
+    if (path / "adapter_config.json").is_file():
+        return LocalProvider(_adapter_base(path), path, spec)
+    if path.is_dir():
+        raise ProviderError(f"{path} is not an adapter directory (no adapter_config.json)",
+                            hint="for a plain model use base:DIR")
+    raise ProviderError(f"cannot tell what {spec!r} is",
+                        hint="use an adapter DIR, models:/NAME@ALIAS, base:MODEL, openai:MODEL, URL or recording:FILE")
