@@ -104,7 +104,12 @@ def download_adapter(uri: str) -> Path:
 
 
 def _history(c: Any, name: str, alias: str) -> list[str]:
-    model = c.get_registered_model(name)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = c.get_registered_model(name)
+    except MlflowException:
+        raise RegistryError(f"no registered model named {name!r} at {_where()}") from None
     return list(orjson.loads(model.tags.get(HISTORY_TAG.format(alias=alias), "[]")))
 
 
@@ -184,10 +189,15 @@ def list_versions(name: str | None = None) -> list[VersionRow]:
     c = client()
     query = f"name = '{name}'" if name else None
     rows = []
+    aliases: dict[str, dict[str, list[str]]] = {}  # search results leave aliases out: ask each model
     for v in c.search_model_versions(query):
+        if v.name not in aliases:
+            aliases[v.name] = {}
+            for alias, ver in (c.get_registered_model(v.name).aliases or {}).items():
+                aliases[v.name].setdefault(str(ver), []).append(alias)
         tags = v.tags or {}
         rows.append(VersionRow(
-            v.name, str(v.version), sorted(getattr(v, "aliases", []) or []), v.run_id,
+            v.name, str(v.version), sorted(aliases[v.name].get(str(v.version), [])), v.run_id,
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(v.creation_timestamp / 1000)),
             tags.get("gekro_ft.eval.verdict", ""), tags.get("gekro_ft.eval.run_id", ""),
             tags.get("gekro_ft.champion.promoted_by", "")))

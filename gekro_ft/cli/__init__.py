@@ -14,6 +14,7 @@ from gekro_ft.cli.eval import eval_
 from gekro_ft.cli.export import export
 from gekro_ft.cli.models import models, promote
 from gekro_ft.cli.recipe import recipe
+from gekro_ft.cli.serve import serve
 from gekro_ft.cli.train import train
 
 
@@ -37,3 +38,4 @@ main.add_command(export)
 main.add_command(eval_)
 main.add_command(promote)
 main.add_command(models)
+main.add_command(serve)

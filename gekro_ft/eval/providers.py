@@ -45,6 +45,7 @@ class Answer:
     output_tokens: int | None = None
     latency_s: float | None = None
     error: str | None = None
+    error_kind: str | None = None  # http_429, http_500, timeout, connection, not_recorded
     cached: bool = False
 
 
@@ -188,11 +189,12 @@ class EndpointProvider:
                 model=self.model, messages=messages, max_tokens=gen.max_tokens, temperature=gen.temperature,
                 stop=gen.stop or None, seed=gen.seed)
         except openai.APIStatusError as e:  # after the client's own retries on 429/5xx
-            return Answer(None, error=f"HTTP {e.status_code}: {_short(e.message)}")
+            return Answer(None, error=f"HTTP {e.status_code}: {_short(e.message)}", error_kind=f"http_{e.status_code}")
         except openai.APITimeoutError:
-            return Answer(None, error=f"timed out after {self.settings.timeout_s:g} s")
+            return Answer(None, error=f"timed out after {self.settings.timeout_s:g} s", error_kind="timeout")
         except openai.APIConnectionError as e:
-            return Answer(None, error=f"cannot connect to {self.base_url}: {_short(str(e.__cause__ or e))}")
+            return Answer(None, error=f"cannot connect to {self.base_url}: {_short(str(e.__cause__ or e))}",
+                          error_kind="connection")
         latency = time.perf_counter() - t0
         usage = r.usage
         return Answer(r.choices[0].message.content or "", usage.prompt_tokens if usage else None,
@@ -229,7 +231,8 @@ class ReplayProvider:
             rec = self.recording.get(request_key(model, prompt_messages(conv), settings))
             out.append(Answer(rec["text"], rec.get("input_tokens"), rec.get("output_tokens"), rec.get("latency_s"),
                               cached=True) if rec else
-                       Answer(None, error="not in the recording (the eval set or settings changed; re-record)"))
+                       Answer(None, error="not in the recording (the eval set or settings changed; re-record)",
+                              error_kind="not_recorded"))
             if progress:
                 progress(1)
         return out

@@ -64,7 +64,7 @@ def _markdown(r: dict[str, Any]) -> str:
     if gate["comparisons"]:
         lines += ["## Gate", "", md_table(["condition", "left", "right", "holds"],
                                           [[c.get("text"), c.get("left"), c.get("right"),
-                                            "yes" if c.get("holds") else "no"] for c in gate["comparisons"]]), ""]
+                                            "yes" if c.get("held") else "no"] for c in gate["comparisons"]]), ""]
     lines += ["## Inputs", "", md_table(["", *roles], [
         ["spec", *[sides[x]["provider"]["spec"] for x in roles]],
         ["kind", *[sides[x]["provider"]["kind"] for x in roles]],

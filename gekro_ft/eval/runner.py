@@ -82,7 +82,7 @@ class Side:
             "provider": self.provider.describe(),
             "examples": n, "answered": len(ok), "errors": self.errors,
             "error_rate": self.errors / n if n else 1.0,
-            "error_kinds": _count(a.error.split(":")[0] for a in self.answers if a.error),
+            "error_kinds": _count(a.error_kind or "error" for a in self.answers if a.error),
             "from_recording": sum(a.cached for a in self.answers),
             "requests_sent": getattr(self.provider, "requests_sent", 0),
             "aggregates": self.aggregates,
@@ -149,7 +149,7 @@ def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> d
         v = gate.evaluate(cand.aggregates, base.aggregates if base else None)
     except GateError as e:
         return {"verdict": "undecided", "reason": str(e), "comparisons": []}
-    comparisons = [c if isinstance(c, dict) else getattr(c, "__dict__", {"text": str(c)}) for c in v.comparisons]
+    comparisons = [c.to_dict() for c in v.comparisons]
     return {"verdict": "pass" if v.passed else "fail", "reason": "", "comparisons": comparisons}
 
 

@@ -44,4 +44,4 @@ def register_adapter(run_id: str, artifact_path: str, name: str, tags: dict[str,
             raise
     source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
     version = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
-    return version.version
+    return str(version.version)

@@ -1,0 +1,71 @@
+"""The registry on a real MLflow store: promotion with history, rollback, adapter download."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("GITHUB_ACTOR", "ci-bot")
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("tests")
+    from gekro_ft.train.tracking import register_adapter
+
+    versions = []
+    for i in range(3):
+        adapter = tmp_path / f"adapter{i}"
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "tag": i}))
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(adapter), artifact_path="adapter")
+        versions.append(register_adapter(run.info.run_id, "adapter", "tickets", {}))
+    return versions
+
+
+def test_promote_records_history_and_rollback_walks_it_back(store, cli):
+    from gekro_ft import registry
+
+    assert store == ["1", "2", "3"]
+    assert cli("promote", "tickets/1").output.strip() == "tickets@champion -> version 1"
+    assert cli("promote", "models:/tickets/3").output.strip() == "tickets@champion -> version 3 (was version 1)"
+    assert cli("promote", "tickets/3").output.strip() == "tickets@champion is already version 3"
+    v3 = registry.resolve_version("models:/tickets@champion")
+    assert str(v3.version) == "3" and v3.tags["gekro_ft.champion.replaced"] == "1"
+    assert v3.tags["gekro_ft.champion.promoted_by"] == "ci-bot"
+
+    assert cli("promote", "--rollback", "tickets").output.strip() == "tickets@champion -> version 1 (was version 3)"
+    result = cli("promote", "--rollback", "tickets")
+    assert result.exit_code == 2 and "no earlier holder" in result.output
+
+    rows = {r.version: r for r in registry.list_versions("tickets")}
+    assert rows["1"].aliases == ["champion"] and rows["3"].aliases == []
+
+
+def test_errors_name_the_model(store, cli):
+    result = cli("promote", "tickets/9")
+    assert result.exit_code == 2 and "models:/tickets/9 is not in the registry" in result.output
+    result = cli("promote", "--rollback", "nothing")
+    assert result.exit_code == 2 and "Error" in result.output
+    assert cli("promote", "tickets").exit_code == 2  # no version: a usage error, not a traceback
+    result = cli("models", "list", "nothing")
+    assert result.exit_code == 2 and "no registered model named 'nothing'" in result.output
+
+
+def test_download_adapter_resolves_the_alias_at_call_time(store):
+    from gekro_ft import registry
+
+    registry.promote("tickets", "2")
+    got = registry.download_adapter("models:/tickets@champion")
+    assert json.loads((got / "adapter_config.json").read_text())["tag"] == 1  # version 2 = adapter1
+    assert got.parts[-2:] == ("tickets", "2")
+    registry.promote("tickets", "3")
+    assert json.loads((registry.download_adapter("models:/tickets@champion") / "adapter_config.json")
+                      .read_text())["tag"] == 2
+    with pytest.raises(registry.RegistryError, match="not a registry reference"):
+        registry.download_adapter("models:/tickets")
