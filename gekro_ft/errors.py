@@ -58,6 +58,20 @@ class RecipeError(GekroError):
         self.problems = problems
 
 
+class ProfileError(GekroError):
+    """A serving profile or an ``--adapter`` option cannot be found, parsed or validated, or an
+    adapter does not fit the profile's base model; ``problems`` lists every problem."""
+
+    def __init__(self, source: str, problems: list[str], hint: str | None = None):
+        super().__init__(f"{source}: " + "; ".join(problems), hint)
+        self.source = source
+        self.problems = problems
+
+
+class ServeError(GekroError):
+    """A server did not start or become healthy, or refused a runtime adapter change."""
+
+
 class PreflightError(GekroError):
     """A training run would fail or waste the night: bad data, or it will not fit in memory."""
 

@@ -12,8 +12,8 @@ import os
 import click
 
 from gekro_ft.errors import (GekroError, InputFileError, MissingDependencyError,
-                             ModelNotFoundError, OutputError, PreflightError, RecipeError,
-                             SchemaError, TrainingInterrupted)
+                             ModelNotFoundError, OutputError, PreflightError, ProfileError,
+                             RecipeError, SchemaError, ServeError, TrainingInterrupted)
 
 # (exception type, exit code, label). First match wins, so specific types come first.
 ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
@@ -25,6 +25,8 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (OutputError, 2, "cannot write output"),
     (RecipeError, 2, "recipe"),
     (PreflightError, 2, "preflight"),
+    (ProfileError, 2, "serve profile"),
+    (ServeError, 2, "serve"),
     (GekroError, 2, "error"),
 ]
 

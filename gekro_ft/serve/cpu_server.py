@@ -19,7 +19,9 @@ def run_cpu_server(base_model: str, adapters: dict[str, Path], *, host: str = "1
 
     engine = CPUEngine(resolve_model(base_model).source, adapters, max_batch_size=max_batch_size,
                        batch_wait_ms=batch_wait_ms, dtype=dtype)
-    url = f"http://{host}:{port}/v1"
+    from gekro_ft.serve.vllm import server_root
+
+    url = server_root(host, port) + "/v1"  # what a client dials, also when bound to 0.0.0.0
     app = create_app(engine, served_name or base_model, api_key, max_tokens_limit,
                      on_ready=(lambda: on_ready(url)) if on_ready else None)
     # uvicorn turns SIGINT/SIGTERM into a graceful shutdown: open requests finish first.
