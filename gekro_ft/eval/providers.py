@@ -128,6 +128,11 @@ class EndpointProvider:
                 "api_key_env": self.key_env,
                 "recording": str(self.recording.path) if self.recording else None}
 
+    def _scrub(self, text: str) -> str:
+        """A careless server may echo the Authorization header in an error: never let the key through."""
+        key = os.environ.get(self.key_env) if self.key_env else None
+        return text.replace(key, "***") if key else text
+
     def _api_key(self) -> str:
         if not self.key_env:
             return "not-needed"  # the client insists on a string; keyless local servers ignore it
@@ -189,11 +194,12 @@ class EndpointProvider:
                 model=self.model, messages=messages, max_tokens=gen.max_tokens, temperature=gen.temperature,
                 stop=gen.stop or None, seed=gen.seed)
         except openai.APIStatusError as e:  # after the client's own retries on 429/5xx
-            return Answer(None, error=f"HTTP {e.status_code}: {_short(e.message)}", error_kind=f"http_{e.status_code}")
+            return Answer(None, error=self._scrub(f"HTTP {e.status_code}: {_short(e.message)}"),
+                          error_kind=f"http_{e.status_code}")
         except openai.APITimeoutError:
             return Answer(None, error=f"timed out after {self.settings.timeout_s:g} s", error_kind="timeout")
         except openai.APIConnectionError as e:
-            return Answer(None, error=f"cannot connect to {self.base_url}: {_short(str(e.__cause__ or e))}",
+            return Answer(None, error=self._scrub(f"cannot connect to {self.base_url}: {_short(str(e.__cause__ or e))}"),
                           error_kind="connection")
         latency = time.perf_counter() - t0
         usage = r.usage

@@ -1,0 +1,157 @@
+"""Suites, recordings and the endpoint provider against a real (fake-model) HTTP server process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+import yaml
+
+from conftest import DATASETS, REPO, oa, write_jsonl
+
+FAKE = REPO / "tests" / "fake_openai_server.py"
+SECRET = "sk-test-never-shown-0123456789"
+
+
+@pytest.fixture(scope="module")
+def fake():
+    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(30)
+    assert line and line[0].startswith("PORT "), "fake server did not start"
+    url = f"http://127.0.0.1:{int(line[0].split()[1])}"
+
+    def configure(**fields):
+        httpx.post(f"{url}/fake/config", json=fields).raise_for_status()
+
+    yield url, configure
+    proc.terminate()
+    proc.wait(10)
+
+
+def convs(n):
+    from gekro_ft.data.rows import read_rows
+
+    path = REPO / "eval" / "ticket-extraction" / "openai.jsonl"
+    return [r.conv for r in read_rows(path, "openai")][:n]
+
+
+def provider(url, tmp_path, record_only=False, **endpoint):
+    from gekro_ft.eval.providers import make_provider
+    from gekro_ft.eval.suite import Endpoint
+
+    return make_provider(f"{url}/v1", "fake-base", Endpoint(**{"max_retries": 0, **endpoint}),
+                         tmp_path / "rec", record_only, key_env="FAKE_KEY")
+
+
+def test_failures_are_counted_not_recorded_and_retried_on_the_next_run(fake, tmp_path, monkeypatch):
+    from gekro_ft.eval.suite import Generation
+
+    url, configure = fake
+    monkeypatch.setenv("FAKE_KEY", SECRET)
+    configure(tokens=3, fail_every=3, fail_status=500, api_key=SECRET)
+    first = provider(url, tmp_path).generate(convs(9), Generation())
+    failed = [a for a in first if a.error]
+    assert len(failed) == 3 and {a.error_kind for a in failed} == {"http_500"}
+    assert all(SECRET not in a.error for a in failed)  # the fake server echoes the key in its errors
+    assert [a.text for a in first if not a.error] == [" hello hello hello"] * 6
+    assert len((tmp_path / "rec" / "fake-base.jsonl").read_text().splitlines()) == 6
+
+    configure(tokens=3, api_key=SECRET)
+    second = provider(url, tmp_path)
+    again = second.generate(convs(9), Generation())
+    assert second.requests_sent == 3 and all(a.error is None for a in again)
+    assert sum(a.cached for a in again) == 6
+
+
+def test_429_is_retried_with_backoff(fake, tmp_path, monkeypatch):
+    from gekro_ft.eval.suite import Generation
+
+    url, configure = fake
+    monkeypatch.setenv("FAKE_KEY", SECRET)
+    configure(tokens=2, fail_every=2, fail_status=429, api_key=SECRET)
+    p = provider(url, tmp_path, max_retries=2, concurrency=1)
+    answers = p.generate(convs(4), Generation())
+    assert all(a.error is None for a in answers)
+    served = httpx.get(f"{url}/fake/stats").json()
+    # 4 answers from 7 requests: requests 2, 4 and 6 got a 429 and were retried
+    assert (served["count"], served["answered"], served["failed"]) == (7, 4, 3)
+
+
+def test_a_missing_key_variable_is_named_not_guessed(fake, tmp_path, monkeypatch):
+    from gekro_ft.eval.providers import ProviderError
+    from gekro_ft.eval.suite import Generation
+
+    monkeypatch.delenv("FAKE_KEY", raising=False)
+    with pytest.raises(ProviderError, match="FAKE_KEY"):
+        provider(fake[0], tmp_path).generate(convs(1), Generation())
+
+
+def test_replay_needs_no_server_and_reports_what_is_missing(fake, tmp_path, monkeypatch):
+    from gekro_ft.eval.providers import make_provider
+    from gekro_ft.eval.suite import Endpoint, Generation
+
+    url, configure = fake
+    monkeypatch.setenv("FAKE_KEY", SECRET)
+    configure(tokens=2)
+    provider(url, tmp_path).generate(convs(2), Generation())
+    rec = tmp_path / "rec" / "fake-base.jsonl"
+    with open(rec, "ab") as f:
+        f.write(b'{"key": "abc", "te')  # a run killed mid-write leaves a torn last line
+    replay = make_provider(f"recording:{rec}", None, Endpoint(), tmp_path)
+    got = replay.generate(convs(3), Generation())
+    assert [a.text for a in got[:2]] == [" hello hello"] * 2
+    assert got[2].error_kind == "not_recorded"
+    assert replay.recording.torn_lines == 1
+
+
+def test_every_shipped_suite_loads():
+    from gekro_ft.eval.suite import load_suite, suites_dir
+
+    shipped = sorted(suites_dir().glob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        suite = load_suite(path)
+        assert path.read_text().startswith("# gekro-ft eval ")
+        assert suite.data_path().is_file()
+
+
+def test_a_broken_suite_lists_every_problem(tmp_path, cli):
+    bad = {"name": "x", "data": "missing.jsonl", "metrics": ["exact_match", "bleu"], "gate": "candidate.f1 >= 1 or",
+           "generation": {"max_tokens": 0}, "colour": "red"}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad))
+    result = cli("eval", tmp_path / "s.yaml", "--candidate", "base:smollm2-135m-instruct")
+    assert result.exit_code == 2
+    for part in ("generation.max_tokens", "colour", ):
+        assert part in result.output
+    good = {"name": "x", "data": "d.jsonl", "metrics": ["exact_match", "bleu"], "gate": "candidate.f1 >= 1 or"}
+    write_jsonl(tmp_path / "d.jsonl", [oa(("user", "q"), ("assistant", "a"))])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(good))
+    result = cli("eval", tmp_path / "s.yaml", "--candidate", "base:smollm2-135m-instruct")
+    assert result.exit_code == 2 and "bleu" in result.output and "gate" in result.output
+
+
+def test_the_gate_names_unknown_metrics_before_anything_runs(tmp_path, cli):
+    write_jsonl(tmp_path / "d.jsonl", [oa(("user", "q"), ("assistant", "a"))])
+    suite = {"name": "x", "data": "d.jsonl", "metrics": ["exact_match"],
+             "gate": "candidate.field_f1 >= baseline.field_f1", "success": {"metric": "chrf"}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    result = cli("eval", tmp_path / "s.yaml", "--candidate", "base:smollm2-135m-instruct")
+    assert result.exit_code == 2
+    assert "field_f1" in result.output and "success.metric" in result.output
+
+
+def test_the_eval_set_never_overlaps_training_prompts():
+    import json
+
+    def prompts(path):
+        return {json.dumps(json.loads(line)["messages"][:-1]) for line in path.read_text().splitlines()}
+
+    train = prompts(DATASETS / "ticket-extraction" / "openai.jsonl")
+    held = prompts(REPO / "eval" / "ticket-extraction" / "openai.jsonl")
+    assert len(held) == 60 and not train & held
