@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from gekro_ft import __version__
+from gekro_ft.cli.bench import bench
 from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
 from gekro_ft.cli.eval import eval_
@@ -39,3 +40,4 @@ main.add_command(eval_)
 main.add_command(promote)
 main.add_command(models)
 main.add_command(serve)
+main.add_command(bench)
