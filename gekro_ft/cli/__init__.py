@@ -9,6 +9,7 @@ import click
 
 from gekro_ft import __version__
 from gekro_ft.cli.bench import bench
+from gekro_ft.cli.cost import cost
 from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
 from gekro_ft.cli.eval import eval_
@@ -41,3 +42,4 @@ main.add_command(promote)
 main.add_command(models)
 main.add_command(serve)
 main.add_command(bench)
+main.add_command(cost)

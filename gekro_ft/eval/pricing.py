@@ -47,7 +47,7 @@ def _api(suite: Suite, side: dict[str, Any], table: Any, provider: dict[str, Any
     name = suite.cost.baseline_price or provider.get("model")
     if not name:
         raise GekroError("no price-table entry named for this side (cost.baseline_price)")
-    p = table.api(name)
+    p = table.api_price(name)
     total = (side["input_tokens"] * p.input_per_m + side["output_tokens"] * p.output_per_m) / 1e6
     return {"basis": f"API price of {name}: ${p.input_per_m:g} in / ${p.output_per_m:g} out per 1M tokens "
                      f"(as of {p.as_of}, {p.source})", **_per_output(total, side)}
@@ -57,7 +57,7 @@ def _self_hosted(suite: Suite, side: dict[str, Any], table: Any, bench: Path | N
     gpu_name = suite.cost.candidate_gpu
     if not gpu_name:
         raise GekroError("set cost.candidate_gpu in the suite to price the self-hosted side")
-    gpu = table.gpu(gpu_name)
+    gpu = table.gpu_price(gpu_name)
     tps, source = suite.cost.candidate_output_tokens_per_s, "stated in the suite"
     if bench is not None:
         tps, source = _measured_tps(bench), f"measured by gekro-ft bench ({bench})"

@@ -1,0 +1,1 @@
+"""What an output costs: the price table, the cost model, and the cost report."""

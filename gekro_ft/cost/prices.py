@@ -1,0 +1,98 @@
+"""The price table: API prices per 1M tokens and GPU prices per hour, each dated and sourced.
+
+The shipped table is ``serve/prices.yaml``; a user file given with ``--prices`` replaces
+shipped entries by name and adds new ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gekro_ft.errors import GekroError
+
+SHIPPED = Path(__file__).resolve().parent.parent.parent / "serve" / "prices.yaml"
+
+
+class PriceError(GekroError):
+    """A price table cannot be read, or a name is not in it."""
+
+
+class _Dated(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: dt.date = Field(description="When the price was read.")
+    source: str = Field(min_length=8, description="The public page it was read from.")
+
+
+class ApiPrice(_Dated):
+    input_per_m: float = Field(ge=0, description="US$ per 1M input tokens.")
+    output_per_m: float = Field(gt=0, description="US$ per 1M output tokens.")
+
+
+class GpuPrice(_Dated):
+    hourly_low: float = Field(gt=0, description="US$ per GPU-hour, the cheaper end of what providers charge.")
+    hourly_high: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.hourly_high < self.hourly_low:
+            raise ValueError("hourly_high is below hourly_low")
+        return self
+
+
+class PriceTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api: dict[str, ApiPrice] = Field(default_factory=dict)
+    gpu: dict[str, GpuPrice] = Field(default_factory=dict)
+    sources: list[str] = Field(default_factory=list, exclude=True)
+
+    def api_price(self, name: str) -> ApiPrice:
+        return _lookup(self.api, name, "API")
+
+    def gpu_price(self, name: str) -> GpuPrice:
+        return _lookup(self.gpu, name, "GPU")
+
+
+def _lookup(entries: dict, name: str, kind: str):
+    key = name.lower()
+    if key not in entries:
+        raise PriceError(f"no {kind} price for {name!r} in the price table",
+                         hint=f"known: {', '.join(sorted(entries))}; add yours with --prices FILE")
+    return entries[key]
+
+
+def _read(path: Path) -> dict:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise PriceError(f"price table {path} does not exist") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise PriceError(f"{path}: cannot read the price table: {e}") from None
+    if not isinstance(doc, dict):
+        raise PriceError(f"{path}: the top level must be a mapping with api: and gpu:")
+    return doc
+
+
+def load_prices(path: str | Path | None = None) -> PriceTable:
+    """The shipped table, with ``path``'s entries replacing or adding to it."""
+    merged: dict[str, dict] = {"api": {}, "gpu": {}}
+    sources = [SHIPPED] + ([Path(path)] if path else [])
+    for src in sources:
+        doc = _read(src)
+        unknown = set(doc) - {"api", "gpu"}
+        if unknown:
+            raise PriceError(f"{src}: unknown section(s) {', '.join(sorted(unknown))} (use api: and gpu:)")
+        for section in ("api", "gpu"):
+            merged[section].update({str(k).lower(): v for k, v in (doc.get(section) or {}).items()})
+    try:
+        table = PriceTable.model_validate(merged)
+    except ValidationError as e:
+        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise PriceError(f"{' + '.join(map(str, sources))}: " + "; ".join(problems)) from None
+    table.sources = [str(s) for s in sources]
+    return table
