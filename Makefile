@@ -6,8 +6,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-MODEL ?= smollm2-135m-instruct
-DATA ?= datasets/ticket-extraction/openai.jsonl
 WORK ?= work/demo
 export HF_HUB_OFFLINE ?= 1
 
@@ -25,17 +23,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job, as far as it exists: the data stage on the shipped example dataset, then a
-# QLoRA run of the CPU recipe on it, tracked in ./mlflow.db (`mlflow ui --backend-store-uri sqlite:///mlflow.db`).
+# The main job: `gekro-ft demo` runs every stage on the embedded default — validate the
+# example dataset, train a QLoRA adapter on the CPU, serve it beside the base model on the
+# CPU engine, eval it against the base model (a stand-in baseline), promote it, bench it,
+# and write the cost report and work/demo/summary.html. A rerun continues where it stopped.
 demo: $(STAMP)
-	rm -rf $(WORK)
-	$(BIN)/gekro-ft data detect $(DATA)
-	$(BIN)/gekro-ft data validate $(DATA) --model $(MODEL) --max-seq-len 512
-	$(BIN)/gekro-ft data stats $(DATA) --model $(MODEL)
-	$(BIN)/gekro-ft data split $(DATA) --eval-frac 0.1 --seed 0 --out-dir $(WORK)/data
-	$(BIN)/gekro-ft data convert $(WORK)/data/train.jsonl $(WORK)/data/train.sharegpt.jsonl --to sharegpt
-	$(BIN)/gekro-ft data render $(WORK)/data/eval.jsonl --model $(MODEL) --row 0
-	$(BIN)/gekro-ft train smollm2-135m-cpu --output-dir $(WORK)/train
+	$(BIN)/gekro-ft demo --work $(WORK)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu" -q

@@ -78,3 +78,12 @@ class PreflightError(GekroError):
 
 class TrainingInterrupted(GekroError):
     """SIGINT/SIGTERM: a checkpoint was saved and the MLflow run ended as KILLED."""
+
+
+class PipelineError(GekroError):
+    """A pipeline file is wrong (the message names the file and every bad key), or a stage
+    failed (the message names the stage and where its output is)."""
+
+
+class PipelineInterrupted(TrainingInterrupted):
+    """SIGINT/SIGTERM during a pipeline: the running stage stopped cleanly; --resume continues."""

@@ -35,8 +35,8 @@ def test_worked_example_h100_at_1000_tokens_per_s():
 def test_overhead_success_rate_and_an_api_that_always_wins():
     from gekro_ft.cost.model import compute
 
-    f = compute(2.49, 1000, overhead=0.3, apis={"gpt-4o-mini": (0.15, 0.60)}, input_per_output=0.0,
-                success_rate=0.8, baseline_success_rate=0.9)
+    f = compute(2.49, 1000, overhead=0.3, apis={"gpt-4o-mini": (0.15, 0.60), "claude-3.5-haiku": (0.8, 4.0)},
+                input_per_output=0.0, success_rate=0.8, baseline_success_rate=0.9, baseline_api="gpt-4o-mini")
     # overhead multiplies the bill: 0.691667 × 1.3 = $0.899167; monthly 1817.70 × 1.3 = $2,363.01
     assert f.full_load_usd_per_1m_output_tokens == pytest.approx(0.8991667, rel=1e-6)
     assert f.monthly_gpu_usd == pytest.approx(2363.01)
@@ -48,6 +48,8 @@ def test_overhead_success_rate_and_an_api_that_always_wins():
     # 2363.01 ÷ 0.60 × 1e6 = 3,938.35M tokens: more than the 2,628M the GPU can make
     assert not mini.reachable
     assert mini.usd_per_useful_output_1m == pytest.approx(0.60 / 0.9)
+    # the eval measured gpt-4o-mini only: haiku's success rate is unknown, so no useful-output price
+    assert f.apis[1].usd_per_useful_output_1m is None
 
 
 def test_bad_inputs_are_refused():

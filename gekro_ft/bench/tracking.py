@@ -28,7 +28,7 @@ def maybe_run(doc: dict[str, Any]) -> Iterator[Callable[[Path], None]]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow = tracking.setup(EXPERIMENT)
     s = doc["settings"]
-    with mlflow.start_run(run_name=f"bench {s['model']} {s['mode']}") as run:
+    with mlflow.start_run(run_name=f"bench {s['model']} {s['mode']}", tags=tracking.parent_tags()) as run:
         doc["mlflow"] = {"experiment": EXPERIMENT, "run_id": run.info.run_id}
         mlflow.log_params(params(s))
         mlflow.set_tags({"gekro_ft.stage": "bench", "gekro_ft.engine": doc["engine"],

@@ -15,6 +15,7 @@ from gekro_ft.cli.errors import GekroGroup
 from gekro_ft.cli.eval import eval_
 from gekro_ft.cli.export import export
 from gekro_ft.cli.models import models, promote
+from gekro_ft.cli.pipeline import demo, pipeline
 from gekro_ft.cli.recipe import recipe
 from gekro_ft.cli.serve import serve
 from gekro_ft.cli.train import train
@@ -43,3 +44,5 @@ main.add_command(models)
 main.add_command(serve)
 main.add_command(bench)
 main.add_command(cost)
+main.add_command(pipeline)
+main.add_command(demo)

@@ -12,7 +12,7 @@ import os
 import click
 
 from gekro_ft.errors import (GekroError, InputFileError, MissingDependencyError,
-                             ModelNotFoundError, OutputError, PreflightError, ProfileError,
+                             ModelNotFoundError, OutputError, PipelineError, PreflightError, ProfileError,
                              RecipeError, SchemaError, ServeError, TrainingInterrupted)
 
 # (exception type, exit code, label). First match wins, so specific types come first.
@@ -27,6 +27,7 @@ ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
     (PreflightError, 2, "preflight"),
     (ProfileError, 2, "serve profile"),
     (ServeError, 2, "serve"),
+    (PipelineError, 2, "pipeline"),
     (GekroError, 2, "error"),
 ]
 

@@ -26,10 +26,12 @@ from gekro_ft.cli.output import err, out, print_json
               help="A bench.json whose measured throughput prices the self-hosted side.")
 @click.option("--prices", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Your own price table (replaces the shipped entries of the same name).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N examples (overrides the suite's limit).")
+@click.option("--gate", help="A gate expression that replaces the suite's, e.g. 'candidate.field_f1 >= 0.9'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict and aggregates as JSON.")
 def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str | None,
           baseline_model: str | None, out_dir: Path | None, recordings: Path | None, record_only: bool,
-          promote: bool, bench: Path | None, prices: Path | None, as_json: bool) -> None:
+          promote: bool, bench: Path | None, prices: Path | None, limit: int | None, gate: str | None, as_json: bool) -> None:
     """Score a candidate and a baseline on SUITE (a file or a name in eval/) and decide the gate.
 
     Exit code: 0 the gate passed, 1 it failed, 2 it could not be decided (an unreachable
@@ -42,9 +44,13 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
           --baseline openai:gpt-4.1-mini --promote
     """
     from gekro_ft.eval.runner import run_eval
-    from gekro_ft.eval.suite import load_suite
+    from gekro_ft.eval.suite import load_suite, with_gate
 
     s = load_suite(suite)
+    if gate:
+        s = with_gate(s, gate)
+    if limit:
+        s = s.model_copy(update={"limit": limit})
     outcome = run_eval(s, candidate, baseline, out_dir=out_dir or Path("work/eval") / s.name,
                        candidate_model=candidate_model, baseline_model=baseline_model,
                        recordings_dir=recordings, record_only=record_only, promote=promote,

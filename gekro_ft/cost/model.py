@@ -82,8 +82,10 @@ class CostFigures:
 def compute(gpu_hourly: float, tokens_per_s: float, *, overhead: float = 0.0,
             utilizations: tuple[float, ...] = (1.0, 0.6, 0.2, 0.1), apis: dict[str, tuple[float, float]] | None = None,
             input_per_output: float = 3.0, success_rate: float | None = None,
-            baseline_success_rate: float | None = None) -> CostFigures:
-    """All figures of a cost report; ``apis`` maps a name to (input, output) $ per 1M tokens."""
+            baseline_success_rate: float | None = None, baseline_api: str | None = None) -> CostFigures:
+    """All figures of a cost report; ``apis`` maps a name to (input, output) $ per 1M tokens.
+    ``baseline_success_rate`` (measured on the API named ``baseline_api``) prices that API's
+    useful output; the other APIs' success was not measured, so theirs stays None."""
     full = usd_per_1m_output(gpu_hourly, tokens_per_s, 1.0, overhead)
     monthly = monthly_gpu_usd(gpu_hourly, overhead)
     capacity = capacity_tokens_per_month(tokens_per_s)
@@ -94,7 +96,7 @@ def compute(gpu_hourly: float, tokens_per_s: float, *, overhead: float = 0.0,
         comparisons.append(ApiComparison(
             name, outp, blended, break_even_utilization(full, blended), break_even_utilization(full, outp),
             volume, break_even_tokens_per_month(monthly, outp), volume <= capacity,
-            blended / baseline_success_rate if baseline_success_rate else None))
+            blended / baseline_success_rate if baseline_success_rate and name == baseline_api else None))
     return CostFigures(
         gpu_hourly, tokens_per_s, overhead, input_per_output, full,
         {f"{u:g}": usd_per_1m_output(gpu_hourly, tokens_per_s, u, overhead) for u in utilizations},

@@ -53,13 +53,16 @@ def pick_level(bench: dict[str, Any], path: Path, concurrency: int | None) -> di
     return max(clean, key=lambda lv: lv["output_tokens_per_s"])
 
 
-def success_rates(eval_report: Path | None) -> tuple[float | None, float | None]:
-    """(candidate, baseline) success rates from an eval report.json."""
+def success_rates(eval_report: Path | None) -> tuple[float | None, float | None, str | None]:
+    """(candidate success rate, baseline success rate, the baseline's model name) from an eval
+    report.json; the baseline's rate only prices "useful output" for the API it measured."""
     if eval_report is None:
-        return None, None
+        return None, None, None
     try:
         sides = orjson.loads(Path(eval_report).read_bytes())["sides"]
-        return sides["candidate"]["success_rate"], (sides.get("baseline") or {}).get("success_rate")
+        base = sides.get("baseline") or {}
+        return (sides["candidate"]["success_rate"], base.get("success_rate"),
+                (base.get("provider") or {}).get("model"))
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
         raise PriceError(f"{eval_report}: not an eval report.json with sides.candidate.success_rate ({e})") from None
 
@@ -70,10 +73,11 @@ def cost_figures(gpu_hourly: float, tokens_per_s: float, *, compare: list[str], 
     """The figures, and the price entries used (with their dates and sources)."""
     table = load_prices(prices)
     entries = {name: table.api_price(name) for name in compare}
-    cand, base = success_rates(eval_report)
+    cand, base, base_model = success_rates(eval_report)
     figures = compute(gpu_hourly, tokens_per_s, overhead=overhead, utilizations=utilizations,
                       apis={n: (p.input_per_m, p.output_per_m) for n, p in entries.items()},
-                      input_per_output=input_per_output, success_rate=cand, baseline_success_rate=base)
+                      input_per_output=input_per_output, success_rate=cand, baseline_success_rate=base,
+                      baseline_api=base_model)
     return figures, {n: p.model_dump(mode="json") for n, p in entries.items()}
 
 

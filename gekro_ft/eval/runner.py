@@ -149,7 +149,7 @@ def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> d
         v = gate.evaluate(cand.aggregates, base.aggregates if base else None)
     except GateError as e:
         return {"verdict": "undecided", "reason": str(e), "comparisons": []}
-    comparisons = [c.to_dict() for c in v.comparisons]
+    comparisons = v.to_dict()["comparisons"]
     return {"verdict": "pass" if v.passed else "fail", "reason": "", "comparisons": comparisons}
 
 

@@ -118,6 +118,23 @@ def load_suite(name_or_path: str | Path) -> Suite:
     except ValidationError as e:
         raise SuiteError(str(path), [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
                                      for err in e.errors()]) from None
+    problems = check_suite(suite)
+    if problems:
+        raise SuiteError(str(path), problems)
+    return suite
+
+
+def with_gate(suite: Suite, gate: str) -> Suite:
+    """``suite`` judged by another gate expression (``eval --gate``, a pipeline's ``eval.gate``)."""
+    changed = suite.model_copy(update={"gate": gate})
+    problems = [p for p in check_suite(changed) if p.startswith("gate:")]
+    if problems:
+        raise SuiteError("--gate", problems)
+    return changed
+
+
+def check_suite(suite: Suite) -> list[str]:
+    """Every problem with a parsed suite: its data file, metrics, gate and success metric."""
     problems = []
     if not suite.data_path().is_file():
         problems.append(f"data: {suite.data_path()} does not exist")
@@ -142,6 +159,4 @@ def load_suite(name_or_path: str | Path) -> Suite:
         if suite.success.metric not in example_score_names(metrics):
             problems.append(f"success.metric: {suite.success.metric!r} is not a per-example score of these "
                             f"metrics ({', '.join(example_score_names(metrics))})")
-    if problems:
-        raise SuiteError(str(path), problems)
-    return suite
+    return problems

@@ -13,11 +13,11 @@ def log_eval(report: dict[str, Any], paths: dict[str, Path], training_run_id: st
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from gekro_ft.train.tracking import setup, tracking_uri
+    from gekro_ft.train.tracking import parent_tags, setup, tracking_uri
 
     mlflow = setup(EXPERIMENT)
     suite, gate = report["suite"], report["gate"]
-    tags = {"gekro_ft.kind": "eval", "gekro_ft.verdict": gate["verdict"], "gekro_ft.suite": suite["name"]}
+    tags = {**parent_tags(), "gekro_ft.kind": "eval", "gekro_ft.verdict": gate["verdict"], "gekro_ft.suite": suite["name"]}
     if training_run_id:
         tags["gekro_ft.training_run_id"] = training_run_id
     with mlflow.start_run(run_name=f"eval-{suite['name']}", tags=tags) as run:

@@ -242,7 +242,8 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.exists() else None
     dtype = getattr(torch, plan.dtype)
     history: list[dict[str, float]] = []
-    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name, log_system_metrics=True)
+    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name, log_system_metrics=True,
+                           tags=None if run_id else tracking.parent_tags())
     status = "FAILED"
     try:
         run_id = run.info.run_id

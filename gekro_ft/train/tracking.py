@@ -15,12 +15,27 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
 
 
+PARENT_ENV = "GEKRO_FT_PARENT_RUN_ID"
+
+
 def setup(experiment: str) -> Any:
+    """Point mlflow at the tracking store and ``experiment`` — or, inside a pipeline, at the
+    pipeline's experiment, since MLflow shows child runs only under a parent in the same one."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(experiment)
+    parent = os.environ.get(PARENT_ENV)
+    if parent:
+        mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(parent).info.experiment_id)
+    else:
+        mlflow.set_experiment(experiment)
     return mlflow
+
+
+def parent_tags() -> dict[str, str]:
+    """Tags that make a run a child of the pipeline run that started this process, if any."""
+    parent = os.environ.get(PARENT_ENV)
+    return {"mlflow.parentRunId": parent} if parent else {}
 
 
 def git_commit() -> str | None:

@@ -1,0 +1,1 @@
+"""Joining the stages: the embedded demo (and, next, the configurable overnight pipeline)."""

@@ -1,0 +1,153 @@
+"""The pipeline file: which data, recipe, eval suite and baseline, and how to serve and price.
+
+Relative paths in a pipeline file are read from the file's own directory, so a pipeline
+runs the same from any working directory. Unknown keys and bad values are errors that
+name the key, all reported at once, like recipes and suites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gekro_ft.errors import PipelineError
+
+SHIPPED_PIPELINES = Path(__file__).resolve().parent.parent.parent / "pipelines"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataStage(_Section):
+    file: str = Field(description="The team's examples, in any schema the data stage reads.")
+    eval_frac: float = Field(0.1, gt=0, lt=1, description="Share held out for the training run's eval loss.")
+    seed: int = 0
+    max_seq_len: int | None = Field(None, ge=1, description="Checked against truncation (default: the recipe's).")
+
+
+class TrainStage(_Section):
+    recipe: str = Field(description="A recipe name or file.")
+    set: list[str] = Field(default_factory=list, description="Recipe overrides, KEY=VALUE as in `train --set`.")
+
+
+class EvalStage(_Section):
+    suite: str = Field(description="An eval suite name or file; its gate decides promotion.")
+    baseline: str | None = Field(None, description="openai:MODEL, a URL, base:MODEL, recording:FILE; none: no baseline.")
+    baseline_model: str | None = Field(None, description="The model name when baseline is a URL.")
+    baseline_is_stand_in: bool = Field(False, description="Label the baseline a stand-in for a frontier API.")
+    gate: str | None = Field(None, description="A gate expression that replaces the suite's.")
+    limit: int | None = Field(None, ge=1, description="Use only the first N examples of the suite.")
+    recordings: str | None = Field(None, description="Where endpoint answers are recorded (default WORK/recordings).")
+    promote: bool = Field(True, description="Move `champion` to the adapter when the gate passes.")
+
+
+class ServeStage(_Section):
+    profile: str | None = Field(None, description="A serving profile (serve/*.yaml); none: the CPU defaults.")
+    engine: str | None = Field(None, description="vllm or cpu (default: the profile's).")
+    adapter_name: str = Field("adapter", description="The name requests use for the champion adapter.")
+    start_timeout_s: float = Field(900, gt=0, description="How long the server may take to become healthy.")
+
+
+class BenchStage(_Section):
+    concurrency: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 4, 8], min_length=1)
+    requests: int = Field(16, ge=1, description="Requests per concurrency level.")
+    max_tokens: int = Field(64, ge=1)
+
+
+class CostStage(_Section):
+    gpu: str = Field(description="The price-table entry for the machine that serves (serve/prices.yaml).")
+    compare: list[str] = Field(default_factory=list, description="API price-table entries to compare with.")
+    overhead: float = Field(0.0, ge=0, description="Ops, safety and eval overhead as a fraction of the hourly price.")
+    prices: str | None = Field(None, description="Your own price table, merged over the shipped one by name.")
+
+
+class Pipeline(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Names the MLflow parent run.")
+    data: DataStage
+    train: TrainStage
+    eval: EvalStage
+    serve: ServeStage | None = Field(None, description="Serve the champion, bench it and price it; none: stop after eval.")
+    bench: BenchStage = Field(default_factory=BenchStage)
+    cost: CostStage | None = None
+    experiment: str = Field("gekro-ft-pipeline", description="The MLflow experiment of the parent run and its stages.")
+
+    def fingerprint(self) -> str:
+        """What --resume compares: a changed pipeline is a different run, not a continuation."""
+        return hashlib.sha256(orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def find_pipeline(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise PipelineError(f"{path}: no such file")
+        return path
+    shipped = SHIPPED_PIPELINES / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(p.stem for p in SHIPPED_PIPELINES.glob("*.yaml"))) or "none"
+    raise PipelineError(f"{name_or_path}: no such pipeline file or shipped pipeline (shipped: {known})")
+
+
+def _absolute(value: str | None, base: Path) -> str | None:
+    """A path relative to the pipeline file made absolute; names and URIs left alone."""
+    if value is None or ":" in value or not (value.endswith((".yaml", ".yml", ".jsonl", ".json")) or "/" in value):
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def load_pipeline(name_or_path: str | Path, overrides: list[str] = ()) -> Pipeline:
+    """Load, override (``--set stage.key=value``) and validate a pipeline file."""
+    from gekro_ft.recipe import parse_override
+
+    path = find_pipeline(name_or_path)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PipelineError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(doc, dict):
+        raise PipelineError(f"{path}: the top level must be a mapping of stages")
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = doc
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise PipelineError(f"--set {item!r}: {k} is not a section")
+        node[keys[-1]] = value
+    try:
+        pipeline = Pipeline.model_validate(doc)
+    except ValidationError as e:
+        raise PipelineError(f"{path}: " + "; ".join(_describe(err) for err in e.errors())) from None
+    base = path.resolve().parent
+    pipeline.data.file = _absolute(pipeline.data.file, base)
+    pipeline.train.recipe = _absolute(pipeline.train.recipe, base)
+    pipeline.eval.suite = _absolute(pipeline.eval.suite, base)
+    pipeline.eval.recordings = _absolute(pipeline.eval.recordings, base)
+    if pipeline.eval.baseline and pipeline.eval.baseline.startswith("recording:"):
+        pipeline.eval.baseline = "recording:" + _absolute(pipeline.eval.baseline.removeprefix("recording:"), base)
+    if pipeline.serve:
+        pipeline.serve.profile = _absolute(pipeline.serve.profile, base)
+    if pipeline.cost:
+        pipeline.cost.prices = _absolute(pipeline.cost.prices, base)
+    if not Path(pipeline.data.file).is_file():
+        raise PipelineError(f"{path}: data.file: {pipeline.data.file} does not exist")
+    return pipeline
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "pipeline"
+    if err["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if err["type"] == "missing":
+        return f"{key}: required"
+    return f"{key}: {err['msg'].removeprefix('Value error, ')}"

@@ -1,0 +1,108 @@
+"""The pipeline's summary: the data findings, the training curve, the eval side by side, the
+verdict, what an output costs against the APIs, and where everything is."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
+
+SHOWN = ("json_valid", "json_schema_valid", "field_f1", "exact_match", "accuracy", "macro_f1", "rouge_l", "chrf",
+         "success_rate", "error_rate")
+
+
+def _loss_curve(summary: dict[str, Any], path: Path) -> Path | None:
+    """Training and eval loss per step, read back from the training run in MLflow."""
+    run_id = summary["training"].get("run_id")
+    if not run_id:
+        return None
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=summary["mlflow"]["tracking_uri"])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    plotted = False
+    for key in ("loss", "eval_loss"):
+        history = client.get_metric_history(run_id, key)
+        if history:
+            ax.plot([m.step for m in history], [m.value for m in history], marker="o", label=key)
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("training")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def _num(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
+
+
+def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
+    d, t, e, c = summary["data"], summary["training"], summary["eval"], summary["cost"]
+    verdict = (e.get("verdict") or "not reached").upper()
+    lines = [f"# gekro-ft pipeline `{summary['pipeline']}`", "",
+             f"Verdict: **{verdict}**" + (f" on {e['examples']} held-out examples — gate `{e['gate']}`"
+                                          if e.get("examples") else "")
+             + (f" ({e['reason']})" if e.get("reason") else ""), ""]
+    promo = e.get("promotion") or {}
+    if promo.get("changed"):
+        lines += [f"Promoted `{promo['name']}` version {promo['version']} to `champion`.", ""]
+    lines += ["Stages: " + ", ".join(f"{k} {v}" for k, v in summary["stages"].items()), ""]
+    if d.get("counts"):
+        n, s = d["counts"], d.get("split", {})
+        lines += ["## Data", "",
+                  f"{n['rows']} rows, {n['usable_rows']} usable, {n['errors']} errors, {n['warnings']} warnings; "
+                  f"{s.get('duplicates', 0)} duplicates dropped; split {s.get('train')} train / {s.get('eval')} "
+                  "eval (for the training run's eval loss).", ""]
+    m = t.get("metrics", {})
+    if m:
+        lines += ["## Training", "", f"Recipe `{t['recipe']}`, {t.get('max_steps') or 'all'} steps; "
+                  f"final train loss {m.get('train_loss', math.nan):.4f}"
+                  + (f", eval loss {m['eval_loss']:.4f}" if "eval_loss" in m else "") + ".", ""]
+        if curve:
+            lines += ["![training loss](training_loss.png)", ""]
+    if e.get("candidate"):
+        label = "baseline" + (" (stand-in)" if e.get("baseline_is_stand_in") else "")
+        lines += ["## Eval", ""]
+        if e.get("baseline_is_stand_in"):
+            lines += [f"The baseline (`{e['baseline_spec']}`) is a **stand-in**, not a frontier API. To judge against "
+                      "one, set `eval.baseline: openai:gpt-4.1-mini` (key in `OPENAI_API_KEY`) or an "
+                      "OpenAI-compatible URL with `eval.baseline_model` in the pipeline file.", ""]
+        names = [k for k in SHOWN if k in e["candidate"] or k in e["baseline"]]
+        lines += [md_table(["metric", label, "adapter"], [[k, _num(e["baseline"].get(k)), _num(e["candidate"].get(k))]
+                                                          for k in names]), ""]
+    if c.get("full_load_usd_per_1m_output_tokens") is not None:
+        lines += ["## Cost", "",
+                  f"Measured {c['tokens_per_s']:,.1f} output tokens/s, priced as `{c['gpu']}` at "
+                  f"${c['hourly']:g}/h: **${c['full_load_usd_per_1m_output_tokens']:,.2f} per 1M output tokens** "
+                  "at full load" + (f", ${c['usd_per_1m_useful_output_tokens']:,.2f} per 1M useful (correct) output "
+                                    "tokens" if c.get("usd_per_1m_useful_output_tokens") else "") + ".", "",
+                  md_table(["API", "blended $ / 1M output tokens", "$ / 1M useful output tokens",
+                            "break-even utilization"],
+                           [[a["name"], f"${a['blended_per_m']:,.2f}",
+                             f"${a['usd_per_useful_output_1m']:,.2f}" if a.get("usd_per_useful_output_1m") else "—",
+                             f"{a['break_even_utilization']:.0%}"
+                             + (" (the API is cheaper)" if a["break_even_utilization"] > 1 else "")]
+                            for a in c["apis"]]), ""]
+    lines += ["## Where everything is", "",
+              md_table(["what", "where"], [[k, f"`{v}`"] for k, v in summary["paths"].items()]
+                       + [["MLflow", f"`{summary['mlflow']['tracking_uri']}`, parent run "
+                                     f"`{summary['mlflow']['parent_run_id']}`"]]), "",
+              f"Time: {summary['duration_s'] / 60:.1f} minutes.", ""]
+    return "\n".join(lines)
+
+
+def write_summary(summary: dict[str, Any], work: Path) -> Path:
+    """summary.json, summary.md and summary.html (with the loss curve) in ``work``; returns the HTML."""
+    work = Path(work)
+    write_json(work / "summary.json", summary)
+    curve = _loss_curve(summary, work / "training_loss.png") if summary["training"].get("metrics") else None
+    _, html = write_markdown_and_html(work, "summary", summary_markdown(summary, curve is not None),
+                                      f"gekro-ft pipeline {summary['pipeline']}")
+    return html

@@ -1,0 +1,108 @@
+"""Pipeline files, the state file that --resume reads, and the CLI's errors (no model needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gekro_ft.errors import PipelineError
+from gekro_ft.pipeline.config import SHIPPED_PIPELINES, load_pipeline
+from gekro_ft.pipeline.state import STATE_FILE, PipelineState
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED_PIPELINES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_pipeline_loads_and_names_real_files(path):
+    from gekro_ft.eval.suite import load_suite
+    from gekro_ft.recipe import load_recipe
+    from gekro_ft.serve.profile import load_profile
+
+    p = load_pipeline(path)
+    assert Path(p.data.file).is_file()
+    load_recipe(p.train.recipe, p.train.set)
+    load_suite(p.eval.suite)
+    if p.serve and p.serve.profile:
+        load_profile(p.serve.profile)
+    if p.cost:
+        from gekro_ft.cost.prices import load_prices
+
+        table = load_prices(p.cost.prices)
+        table.gpu_price(p.cost.gpu)
+        for name in p.cost.compare:
+            table.api_price(name)
+    assert path.read_text().startswith("# gekro-ft "), "each pipeline starts with the command that runs it"
+
+
+def test_relative_paths_are_read_from_the_pipeline_files_directory(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "mine.jsonl").write_text("{}\n")
+    (tmp_path / "cfg" / "mine.yaml").write_text(
+        "name: mine\ndata: {file: mine.jsonl}\ntrain: {recipe: smollm2-135m-cpu}\n"
+        "eval: {suite: ticket-extraction, baseline: 'recording:rec/answers.jsonl'}\n")
+    monkeypatch.chdir(REPO)  # not the file's directory
+    p = load_pipeline(tmp_path / "cfg" / "mine.yaml")
+    assert p.data.file == str(tmp_path / "cfg" / "mine.jsonl")
+    assert p.train.recipe == "smollm2-135m-cpu"  # a name, left alone
+    assert p.eval.suite == "ticket-extraction"
+    assert p.eval.baseline == f"recording:{tmp_path / 'cfg' / 'rec' / 'answers.jsonl'}"
+
+
+def test_every_bad_key_is_reported_at_once(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: 'has space'\ndata: {file: x.jsonl, eval_frac: 2}\ntrain: {recipe: r, epochs: 3}\n"
+                   "bench: {requests: 0}\n")
+    with pytest.raises(PipelineError) as e:
+        load_pipeline(bad)
+    msg = str(e.value)
+    for expected in ("name:", "data.eval_frac:", "train.epochs: unknown key", "eval: required", "bench.requests:"):
+        assert expected in msg
+    assert str(bad) in msg
+
+
+def test_overrides_apply_before_validation_and_change_the_fingerprint():
+    plain = load_pipeline("demo")
+    short = load_pipeline("demo", ["train.set=[train.max_steps=4]", "bench.requests=2"])
+    assert short.train.set == ["train.max_steps=4"] and short.bench.requests == 2
+    assert plain.fingerprint() != short.fingerprint()
+    assert load_pipeline("demo").fingerprint() == plain.fingerprint()
+    with pytest.raises(PipelineError, match="no such pipeline"):
+        load_pipeline("nope")
+
+
+def test_a_missing_data_file_is_named(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("name: p\ndata: {file: missing.jsonl}\ntrain: {recipe: smollm2-135m-cpu}\n"
+                   "eval: {suite: ticket-extraction}\n")
+    with pytest.raises(PipelineError, match=r"data\.file: .*missing\.jsonl does not exist"):
+        load_pipeline(cfg)
+
+
+def test_state_records_stages_and_resume_checks_it_is_the_same_pipeline(tmp_path):
+    state = PipelineState.open(tmp_path, "abc", resume=False)
+    state.parent_run_id = "r1"
+    state.mark("data", "done", seconds=1.5, counts={"rows": 3})
+    state.mark("train", "interrupted")
+    saved = orjson.loads((tmp_path / STATE_FILE).read_bytes())
+    assert saved["schema_version"] == 1 and saved["stages"]["data"]["counts"] == {"rows": 3}
+
+    with pytest.raises(PipelineError, match="--resume"):
+        PipelineState.open(tmp_path, "abc", resume=False)  # never silently redo or overwrite a run
+    with pytest.raises(PipelineError, match="different pipeline"):
+        PipelineState.open(tmp_path, "other", resume=True)
+    again = PipelineState.open(tmp_path, "abc", resume=True)
+    assert again.parent_run_id == "r1" and again.done("data") and not again.done("train")
+
+    (tmp_path / STATE_FILE).write_text('{"fingerprint": "abc", "stages": {')  # torn by a crash mid-write
+    with pytest.raises(PipelineError, match="not valid JSON"):
+        PipelineState.open(tmp_path, "abc", resume=True)
+
+
+def test_cli_errors_are_one_line_with_exit_2(cli, tmp_path):
+    result = cli("pipeline", "nope")
+    assert result.exit_code == 2 and "Error (pipeline): nope: no such pipeline" in result.output
+    result = cli("pipeline", "demo", "--set", "bench.concurrency=[0]", "--work", tmp_path)
+    assert result.exit_code == 2 and "bench.concurrency" in result.output
+    assert not (tmp_path / STATE_FILE).exists()  # nothing started
