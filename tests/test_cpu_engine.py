@@ -89,9 +89,13 @@ def test_concurrent_mixed_requests_batch_and_match_single_answers(server):
         await ac.close()
         return [r.choices[0].message.content for r in rs]
 
+    before = httpx.get(f"{server}/health").json()
+    assert before["largest_batch"] == 1  # one at a time so far
     batched = asyncio.run(together())
     # Left padding and mixed adapters in one batch must not change a greedy answer.
     assert batched == single
+    after = httpx.get(f"{server}/health").json()
+    assert after["largest_batch"] > 1 and after["batches"] - before["batches"] < len(prompts)
 
 
 def test_errors_are_openai_shaped(server):

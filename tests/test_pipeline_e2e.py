@@ -95,3 +95,34 @@ def test_demo_killed_during_training_resumes_and_finishes(tmp_path):
                             "--resume", *SHORT], env=env, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stderr.count("done in an earlier run, skipped") == 5
+
+
+def test_a_failed_gate_stops_before_serving_with_exit_1(tmp_path):
+    """Resumed after data and training (recorded as done, with a random adapter standing in
+    for the trained one): eval runs, the gate fails, nothing is served, the parent run FAILED."""
+    from mlflow import MlflowClient
+
+    from gekro_ft.pipeline.config import load_pipeline
+    from gekro_ft.pipeline.state import PipelineState
+    from tests.serving import make_adapter
+
+    work = tmp_path / "work"
+    overrides = ["eval.limit=4", "eval.promote=false"]
+    adapter = make_adapter(work / "train" / "adapter")  # random LoRA weights: no JSON comes out
+    state = PipelineState(work / "pipeline.json", load_pipeline("demo", overrides).fingerprint())
+    state.mark("data", "done", counts={"rows": 300, "usable_rows": 300, "errors": 0, "warnings": 0},
+               split={"rows": 300, "train": 270, "eval": 30, "duplicates": 0})
+    state.mark("train", "done", adapter=str(adapter), run_id=None, registered_model=None)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run([sys.executable, "-m", "gekro_ft.cli", "pipeline", "demo", "--work", str(work), "--resume",
+                           *[a for o in overrides for a in ("--set", o)]],
+                          env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "the gate failed: not serving" in done.stderr
+    assert done.stderr.count("done in an earlier run, skipped") == 2
+    saved = orjson.loads((work / "pipeline.json").read_bytes())
+    assert saved["stages"]["eval"]["verdict"] == "fail" and "bench" not in saved["stages"]
+    assert not (work / "bench").exists() and not (work / "cost").exists()
+    parent = MlflowClient(tracking_uri=uri).get_run(saved["parent_run_id"])
+    assert parent.info.status == "FAILED" and parent.data.tags["gekro_ft.verdict"] == "fail"
+    assert "Verdict: **FAIL**" in (work / "summary.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from conftest import REPO
@@ -58,8 +59,8 @@ def test_bench_sweep_then_cost_report(served, cli):
     for level in bench["levels"]:
         assert level["completed"] == 8 and level["errors"] == 0
         assert 0 < level["ttft_ms"]["p50"] <= level["e2el_ms"]["p50"]
-    # batching: 4 in flight serve more tokens per second than 1
-    assert bench["levels"][1]["output_tokens_per_s"] > bench["levels"][0]["output_tokens_per_s"]
+    # 4 in flight were batched together (how much faster that is, is the bench's to measure, not a test's)
+    assert httpx.get(f"{served['url']}/health").json()["largest_batch"] > 1
 
     report = served["tmp"] / "cost"
     result = cli("cost", "report", "--bench", out / "bench.json", "--gpu-hourly", "0.10", "--compare",

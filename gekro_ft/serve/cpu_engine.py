@@ -63,6 +63,8 @@ class EngineStats:
     output_tokens: int = 0
     busy_s: float = 0.0
     running: int = 0
+    batches: int = 0  # requests / batches: how much batching the load allowed
+    largest_batch: int = 0
 
 
 class CPUEngine:
@@ -161,6 +163,8 @@ class CPUEngine:
                 self.stats.running = 0
                 self.stats.busy_s += time.perf_counter() - t0
                 self.stats.requests += len(batch)
+                self.stats.batches += 1
+                self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
 
     def _generate(self, batch: list[GenRequest]) -> None:
         import torch

@@ -102,7 +102,8 @@ def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
     async def health():
         s = engine.stats
         return {"status": "ok", "running": s.running, "waiting": engine.waiting(),
-                "requests": s.requests, "output_tokens": s.output_tokens,
+                "requests": s.requests, "output_tokens": s.output_tokens, "batches": s.batches,
+                "largest_batch": s.largest_batch,
                 "busy_fraction": round(s.busy_s / max(time.time() - s.started, 1e-9), 4)}
 
     @app.get("/v1/models")

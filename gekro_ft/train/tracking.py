@@ -22,14 +22,29 @@ def setup(experiment: str) -> Any:
     """Point mlflow at the tracking store and ``experiment`` — or, inside a pipeline, at the
     pipeline's experiment, since MLflow shows child runs only under a parent in the same one."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri())
     parent = os.environ.get(PARENT_ENV)
     if parent:
         mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(parent).info.experiment_id)
-    else:
-        mlflow.set_experiment(experiment)
+        return mlflow
+    if mlflow.get_experiment_by_name(experiment) is None:
+        try:
+            mlflow.create_experiment(experiment, artifact_location=_artifact_root())
+        except MlflowException:
+            pass  # another process created it first
+    mlflow.set_experiment(experiment)
     return mlflow
+
+
+def _artifact_root() -> str | None:
+    """Artifacts beside a SQLite store (``DIR/mlartifacts``), not in whatever directory the
+    first run happened to start in; a tracking server decides for itself."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
 
 
 def parent_tags() -> dict[str, str]:
