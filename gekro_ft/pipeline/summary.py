@@ -94,7 +94,8 @@ def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
               md_table(["what", "where"], [[k, f"`{v}`"] for k, v in summary["paths"].items()]
                        + [["MLflow", f"`{summary['mlflow']['tracking_uri']}`, parent run "
                                      f"`{summary['mlflow']['parent_run_id']}`"]]), "",
-              f"Time: {summary['duration_s'] / 60:.1f} minutes.", ""]
+              f"Time: {summary['duration_s'] / 60:.1f} minutes (this run, and the stages that earlier runs "
+              "finished).", ""]
     return "\n".join(lines)
 
 
