@@ -63,8 +63,8 @@ def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
     m = t.get("metrics", {})
     if m:
         lines += ["## Training", "", f"Recipe `{t['recipe']}`, {t.get('max_steps') or 'all'} steps; "
-                  f"final train loss {m.get('train_loss', math.nan):.4f}"
-                  + (f", eval loss {m['eval_loss']:.4f}" if "eval_loss" in m else "") + ".", ""]
+                  f"training loss {m.get('train_loss', math.nan):.4f} (mean over the run)"
+                  + (f", final eval loss {m['eval_loss']:.4f}" if "eval_loss" in m else "") + ".", ""]
         if curve:
             lines += ["![training loss](training_loss.png)", ""]
     if e.get("candidate"):
