@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gekro_ft.errors import RecipeError
 from gekro_ft.models import DEFAULT_MODEL
+from gekro_ft.yaml_config import apply_overrides, read_mapping
 
 SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -141,36 +141,17 @@ def list_recipes() -> list[Path]:
     return list(seen.values())
 
 
-def parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise RecipeError("--set", [f"{item!r} is not key=value (e.g. train.max_steps=20)"])
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
 def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
     """Load, override and validate a recipe; every problem is reported in one RecipeError."""
     path = find_recipe(name_or_path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(str(path), [f"not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
-    if not isinstance(doc, dict):
-        raise RecipeError(str(path), ["the top level must be a mapping of sections"])
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = doc
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise RecipeError("--set", [f"{item!r}: {k} is not a section"])
-        node[keys[-1]] = value
+        doc = read_mapping(path, "sections")
+    except ValueError as e:
+        raise RecipeError(str(path), [str(e)]) from None
+    try:
+        apply_overrides(doc, list(overrides))
+    except ValueError as e:
+        raise RecipeError("--set", [str(e)]) from None
     try:
         return Recipe.model_validate(doc)
     except ValidationError as e:

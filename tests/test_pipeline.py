@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gekro_ft.errors import PipelineError
+from gekro_ft.errors import GekroError, PipelineError
 from gekro_ft.pipeline.config import SHIPPED_PIPELINES, load_pipeline
 from gekro_ft.pipeline.state import STATE_FILE, PipelineState
 
@@ -16,23 +16,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("path", sorted(SHIPPED_PIPELINES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_pipeline_loads_and_names_real_files(path):
-    from gekro_ft.eval.suite import load_suite
-    from gekro_ft.recipe import load_recipe
-    from gekro_ft.serve.profile import load_profile
+    from gekro_ft.pipeline.run import preflight
 
     p = load_pipeline(path)
     assert Path(p.data.file).is_file()
-    load_recipe(p.train.recipe, p.train.set)
-    load_suite(p.eval.suite)
-    if p.serve and p.serve.profile:
-        load_profile(p.serve.profile)
-    if p.cost:
-        from gekro_ft.cost.prices import load_prices
-
-        table = load_prices(p.cost.prices)
-        table.gpu_price(p.cost.gpu)
-        for name in p.cost.compare:
-            table.api_price(name)
+    preflight(p)  # the recipe, suite, gate, profile and price names all resolve
     assert path.read_text().startswith("# gekro-ft "), "each pipeline starts with the command that runs it"
 
 
@@ -106,3 +94,12 @@ def test_cli_errors_are_one_line_with_exit_2(cli, tmp_path):
     result = cli("pipeline", "demo", "--set", "bench.concurrency=[0]", "--work", tmp_path)
     assert result.exit_code == 2 and "bench.concurrency" in result.output
     assert not (tmp_path / STATE_FILE).exists()  # nothing started
+
+
+def test_preflight_names_a_bad_gate_or_price_before_any_stage_runs(tmp_path):
+    from gekro_ft.pipeline.run import preflight
+
+    with pytest.raises(GekroError, match="gate"):
+        preflight(load_pipeline("demo", ["eval.gate=candidate.no_such_metric >= 1"]))
+    with pytest.raises(GekroError, match="no-such-gpu"):
+        preflight(load_pipeline("demo", ["cost.gpu=no-such-gpu"]))

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gekro_ft.errors import PipelineError
+from gekro_ft.yaml_config import apply_overrides, read_mapping
 
 SHIPPED_PIPELINES = Path(__file__).resolve().parent.parent.parent / "pipelines"
 
@@ -105,25 +105,15 @@ def _absolute(value: str | None, base: Path) -> str | None:
 
 def load_pipeline(name_or_path: str | Path, overrides: list[str] = ()) -> Pipeline:
     """Load, override (``--set stage.key=value``) and validate a pipeline file."""
-    from gekro_ft.recipe import parse_override
-
     path = find_pipeline(name_or_path)
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PipelineError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
-    if not isinstance(doc, dict):
-        raise PipelineError(f"{path}: the top level must be a mapping of stages")
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = doc
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise PipelineError(f"--set {item!r}: {k} is not a section")
-        node[keys[-1]] = value
+        doc = read_mapping(path, "stages")
+    except ValueError as e:
+        raise PipelineError(f"{path}: {e}") from None
+    try:
+        apply_overrides(doc, list(overrides))
+    except ValueError as e:
+        raise PipelineError(f"--set {e}") from None
     try:
         pipeline = Pipeline.model_validate(doc)
     except ValidationError as e:

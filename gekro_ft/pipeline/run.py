@@ -93,7 +93,7 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
     """Run (or with ``resume``, continue) ``p`` in ``work``; see the module docstring."""
     from gekro_ft.train import tracking
 
-    _preflight(p)
+    preflight(p)
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     state = PipelineState.open(work, p.fingerprint(), resume)
@@ -130,7 +130,7 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
     return PipelineOutcome(summary, summary_path, exit_code)
 
 
-def _preflight(p: Pipeline) -> None:
+def preflight(p: Pipeline) -> None:
     """Load everything the stages will, so a typo in a gate or a price name fails now,
     not after a night of training."""
     from gekro_ft.eval.suite import load_suite, with_gate

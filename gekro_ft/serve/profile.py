@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, \
     model_validator
 
@@ -25,6 +24,7 @@ from gekro_ft.errors import ProfileError
 from gekro_ft.models import DEFAULT_MODEL
 from gekro_ft.serve.adapters import name_problem, registry_uri_problem
 from gekro_ft.serve.vllm import SUPPORTED_LORA_RANKS
+from gekro_ft.yaml_config import read_mapping
 
 SHIPPED_PROFILES = Path(__file__).resolve().parent.parent.parent / "serve"
 NOT_PROFILES = {"prices"}  # serve/prices.yaml is the API price table, not a profile
@@ -244,13 +244,9 @@ def load_profile(name_or_path: str | None = None, overrides: Mapping[str, Any] |
         path = find_profile(name_or_path)
         source = str(path)
         try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ProfileError(source, [f"not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
-        if not isinstance(doc, dict):
-            raise ProfileError(source, ["the top level must be a mapping of settings"])
+            doc = read_mapping(path, "settings")
+        except ValueError as e:
+            raise ProfileError(source, [str(e)]) from None
     _merge(doc, overrides or {})
     try:
         profile = Profile.model_validate(doc)
