@@ -48,7 +48,7 @@ def demo(work: Path, overrides: tuple[str, ...]) -> None:
 
     The example dataset, SmolLM2-135M-Instruct (bundled) trained with QLoRA on the CPU,
     evaluated against the untuned base model as a stand-in baseline, promoted, served on
-    the CPU engine, benched and priced. About 15 minutes on 2 CPU cores; MLflow store in
+    the CPU engine, benched and priced. About 10 minutes on 2 CPU cores; MLflow store in
     WORK/mlflow.db unless MLFLOW_TRACKING_URI is set.
 
     \b
