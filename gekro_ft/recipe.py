@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gekro_ft.errors import RecipeError
 from gekro_ft.models import DEFAULT_MODEL
-from gekro_ft.yaml_config import apply_overrides, read_mapping
+from gekro_ft.yaml_config import apply_overrides, find_config, named_configs, read_mapping
 
 SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -120,25 +120,18 @@ def recipe_dirs() -> list[Path]:
 
 
 def find_recipe(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise RecipeError(str(path), ["no such file"])
-        return path
-    for d in recipe_dirs():
-        for suffix in (".yaml", ".yml"):
-            if (d / f"{name_or_path}{suffix}").is_file():
-                return d / f"{name_or_path}{suffix}"
-    known = ", ".join(sorted(p.stem for p in list_recipes())) or "none"
-    raise RecipeError(name_or_path, [f"no recipe of that name (known: {known})"])
+    try:
+        path = find_config(name_or_path, recipe_dirs())
+    except FileNotFoundError:
+        raise RecipeError(str(name_or_path), ["no such file"]) from None
+    if path is None:
+        known = ", ".join(sorted(named_configs(recipe_dirs()))) or "none"
+        raise RecipeError(name_or_path, [f"no recipe of that name (known: {known})"])
+    return path
 
 
 def list_recipes() -> list[Path]:
-    seen: dict[str, Path] = {}
-    for d in recipe_dirs():
-        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
-            seen.setdefault(p.stem, p)
-    return list(seen.values())
+    return list(named_configs(recipe_dirs()).values())
 
 
 def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:

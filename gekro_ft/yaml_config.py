@@ -1,5 +1,6 @@
-"""What recipes, pipeline files and serving profiles share: reading a YAML mapping with a
-message that names the line, and applying ``--set a.b=value`` overrides to it."""
+"""What recipes, pipeline files and serving profiles share: finding a file by path or by
+name in a list of directories, reading a YAML mapping with a message that names the line,
+and applying ``--set a.b=value`` overrides to it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,33 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+def named_configs(dirs: list[Path], skip: frozenset[str] = frozenset()) -> dict[str, Path]:
+    """``*.yaml`` files by name (stem); a name in an earlier directory hides a later one."""
+    seen: dict[str, Path] = {}
+    for d in dirs:
+        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
+            if p.stem not in skip:
+                seen.setdefault(p.stem, p)
+    return seen
+
+
+def find_config(name_or_path: str | Path, dirs: list[Path], skip: frozenset[str] = frozenset()) -> Path | None:
+    """``name_or_path`` itself when it looks like a path (FileNotFoundError when it is not a
+    file), else ``NAME.yaml``/``NAME.yml`` in the first of ``dirs`` holding it, else None."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+        return path
+    if str(name_or_path) in skip:
+        return None
+    for d in dirs:
+        for suffix in (".yaml", ".yml"):
+            if (d / f"{name_or_path}{suffix}").is_file():
+                return d / f"{name_or_path}{suffix}"
+    return None
 
 
 def read_mapping(path: Path, what: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gekro_ft.errors import PipelineError
-from gekro_ft.yaml_config import apply_overrides, read_mapping
+from gekro_ft.yaml_config import apply_overrides, find_config, named_configs, read_mapping
 
 SHIPPED_PIPELINES = Path(__file__).resolve().parent.parent.parent / "pipelines"
 
@@ -83,16 +83,14 @@ class Pipeline(_Section):
 
 
 def find_pipeline(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise PipelineError(f"{path}: no such file")
-        return path
-    shipped = SHIPPED_PIPELINES / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    known = ", ".join(sorted(p.stem for p in SHIPPED_PIPELINES.glob("*.yaml"))) or "none"
-    raise PipelineError(f"{name_or_path}: no such pipeline file or shipped pipeline (shipped: {known})")
+    try:
+        path = find_config(name_or_path, [SHIPPED_PIPELINES])
+    except FileNotFoundError:
+        raise PipelineError(f"{name_or_path}: no such file") from None
+    if path is None:
+        known = ", ".join(sorted(named_configs([SHIPPED_PIPELINES]))) or "none"
+        raise PipelineError(f"{name_or_path}: no such pipeline file or shipped pipeline (shipped: {known})")
+    return path
 
 
 def _absolute(value: str | None, base: Path) -> str | None:

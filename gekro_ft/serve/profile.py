@@ -24,10 +24,10 @@ from gekro_ft.errors import ProfileError
 from gekro_ft.models import DEFAULT_MODEL
 from gekro_ft.serve.adapters import name_problem, registry_uri_problem
 from gekro_ft.serve.vllm import SUPPORTED_LORA_RANKS
-from gekro_ft.yaml_config import read_mapping
+from gekro_ft.yaml_config import find_config, named_configs, read_mapping
 
 SHIPPED_PROFILES = Path(__file__).resolve().parent.parent.parent / "serve"
-NOT_PROFILES = {"prices"}  # serve/prices.yaml is the API price table, not a profile
+NOT_PROFILES = frozenset({"prices"})  # serve/prices.yaml is the API price table, not a profile
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -200,27 +200,18 @@ def profile_dirs() -> list[Path]:
 
 def list_profiles() -> list[Path]:
     """Profiles by name, the first directory of :func:`profile_dirs` winning."""
-    seen: dict[str, Path] = {}
-    for d in profile_dirs():
-        for p in sorted(d.glob("*.yaml")) if d.is_dir() else []:
-            if p.stem not in NOT_PROFILES:
-                seen.setdefault(p.stem, p)
-    return list(seen.values())
+    return list(named_configs(profile_dirs(), NOT_PROFILES).values())
 
 
 def find_profile(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ProfileError(str(path), ["no such file"])
-        return path
-    if name_or_path not in NOT_PROFILES:
-        for d in profile_dirs():
-            for suffix in (".yaml", ".yml"):
-                if (d / f"{name_or_path}{suffix}").is_file():
-                    return d / f"{name_or_path}{suffix}"
-    known = ", ".join(sorted(p.stem for p in list_profiles())) or "none"
-    raise ProfileError(name_or_path, [f"no serving profile of that name (known: {known})"])
+    try:
+        path = find_config(name_or_path, profile_dirs(), NOT_PROFILES)
+    except FileNotFoundError:
+        raise ProfileError(str(name_or_path), ["no such file"]) from None
+    if path is None:
+        known = ", ".join(sorted(p.stem for p in list_profiles())) or "none"
+        raise ProfileError(name_or_path, [f"no serving profile of that name (known: {known})"])
+    return path
 
 
 def _merge(doc: dict[str, Any], overrides: Mapping[str, Any]) -> None:
