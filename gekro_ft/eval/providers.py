@@ -97,7 +97,9 @@ class LocalProvider:
 
 
 def _manifest(adapter_dir: Path) -> dict[str, Any]:
-    path = Path(adapter_dir) / "gekro_ft.json"
+    from gekro_ft.train.run import MANIFEST
+
+    path = Path(adapter_dir) / MANIFEST
     return orjson.loads(path.read_bytes()) if path.exists() else {}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ class Side:
             "provider": self.provider.describe(),
             "examples": n, "answered": len(ok), "errors": self.errors,
             "error_rate": self.errors / n if n else 1.0,
-            "error_kinds": _count(a.error_kind or "error" for a in self.answers if a.error),
+            "error_kinds": dict(Counter(a.error_kind or "error" for a in self.answers if a.error)),
             "from_recording": sum(a.cached for a in self.answers),
             "requests_sent": getattr(self.provider, "requests_sent", 0),
             "aggregates": self.aggregates,
@@ -92,13 +93,6 @@ class Side:
             "output_tokens": sum(a.output_tokens or 0 for a in ok),
             "latency_s": {"mean": sum(lat) / len(lat), "p50": _pct(lat, 50), "p95": _pct(lat, 95)} if lat else None,
         }
-
-
-def _count(items) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for i in items:
-        out[i] = out.get(i, 0) + 1
-    return out
 
 
 def _pct(values: list[float], p: float) -> float:

@@ -125,9 +125,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 
 def with_gate(suite: Suite, gate: str) -> Suite:
-    """``suite`` judged by another gate expression (``eval --gate``, a pipeline's ``eval.gate``)."""
+    """``suite`` (already checked) judged by another gate expression (``eval --gate``, a
+    pipeline's ``eval.gate``); only the new gate needs checking."""
     changed = suite.model_copy(update={"gate": gate})
-    problems = [p for p in check_suite(changed) if p.startswith("gate:")]
+    problems = _gate_problems(changed, changed.built_metrics())
     if problems:
         raise SuiteError("--gate", problems)
     return changed
@@ -138,25 +139,34 @@ def check_suite(suite: Suite) -> list[str]:
     problems = []
     if not suite.data_path().is_file():
         problems.append(f"data: {suite.data_path()} does not exist")
-    metrics = gate = None
     try:
         metrics = suite.built_metrics()
     except GekroError as e:
         problems.append(str(e))
-    try:
-        gate = suite.parsed_gate()
-    except GekroError as e:
-        problems.append(f"gate: {e}")
+        metrics = None
+    problems += _gate_problems(suite, metrics)
     if metrics is not None:
-        from gekro_ft.eval.metrics import aggregate_names, example_score_names
+        from gekro_ft.eval.metrics import example_score_names
 
-        names = [*aggregate_names(metrics), *SIDE_AGGREGATES]
-        if gate is not None:
-            try:
-                gate.check(names, names)
-            except GekroError as e:
-                problems.append(f"gate: {e}")
         if suite.success.metric not in example_score_names(metrics):
             problems.append(f"success.metric: {suite.success.metric!r} is not a per-example score of these "
                             f"metrics ({', '.join(example_score_names(metrics))})")
     return problems
+
+
+def _gate_problems(suite: Suite, metrics: list[Any] | None) -> list[str]:
+    """The gate's syntax, and (when the metrics are known) the names it uses."""
+    try:
+        gate = suite.parsed_gate()
+    except GekroError as e:
+        return [f"gate: {e}"]
+    if metrics is None:
+        return []
+    from gekro_ft.eval.metrics import aggregate_names
+
+    names = [*aggregate_names(metrics), *SIDE_AGGREGATES]
+    try:
+        gate.check(names, names)
+    except GekroError as e:
+        return [f"gate: {e}"]
+    return []

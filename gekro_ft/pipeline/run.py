@@ -19,8 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import orjson
 from gekro_ft.errors import PipelineError, PipelineInterrupted
 from gekro_ft.pipeline.config import Pipeline
 from gekro_ft.pipeline.state import PipelineState
+from gekro_ft.pipeline.summary import write_summary
 
 STAGES = ("data", "train", "eval", "bench", "cost")
 
@@ -71,7 +72,7 @@ class _Runner:
     def gekro(self, args: list[Any], stdout: Path | None = None) -> int:
         """Run ``gekro-ft ARGS`` to completion; its exit code, or PipelineInterrupted on a signal."""
         cmd = [sys.executable, "-m", "gekro_ft.cli", *map(str, args)]
-        with open(stdout, "wb") if stdout else _no_file() as sink:
+        with open(stdout, "wb") if stdout else nullcontext() as sink:
             self.child = subprocess.Popen(cmd, env=self.env, stdout=sink)
             try:
                 code = self.child.wait()
@@ -81,11 +82,6 @@ class _Runner:
             raise PipelineInterrupted(f"`gekro-ft {args[0]}` stopped by {signal.Signals(self.received).name}",
                                       hint="run again with --resume")
         return code
-
-
-@contextmanager
-def _no_file() -> Iterator[None]:
-    yield None
 
 
 def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
@@ -103,7 +99,7 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     stages = _Stages(p, work, state, parent, say)
     started = time.time() - sum(s.get("seconds", 0) for s in state.stages.values())
-    status, exit_code = "FAILED", 1
+    status = "FAILED"
     try:
         with _Runner(env) as runner:
             stages.runner = runner
@@ -122,8 +118,6 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
         raise
     finally:
         summary = _summary(p, work, state, uri, time.time() - started)
-        from gekro_ft.pipeline.summary import write_summary
-
         summary_path = write_summary(summary, work)
         parent.finish(status, summary, [work / "summary.md", work / "summary.html", work / "summary.json"])
         say(f"summary: {summary_path}")
@@ -175,7 +169,9 @@ class _ParentRun:
             tags["gekro_ft.git_commit"] = commit
         run = self.client.create_run(self.experiment_id, run_name=p.name, tags=tags)
         self.run_id = run.info.run_id
-        params = _flatten(p.model_dump())
+        from gekro_ft.eval.metrics import flatten
+
+        params = {".".join(k): v for k, v in flatten(p.model_dump()).items() if v is not None}
         self.client.log_batch(self.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
         state.parent_run_id = self.run_id
         state.save()
@@ -270,10 +266,10 @@ class _Stages:
 
     def train(self) -> dict[str, Any]:
         """QLoRA training from the recipe (continues from its newest checkpoint)"""
-        from gekro_ft.train.run import latest_checkpoint
+        from gekro_ft.train.run import MANIFEST, latest_checkpoint
 
         out = self.work / "train"
-        manifest = out / "adapter" / "gekro_ft.json"
+        manifest = out / "adapter" / MANIFEST
         if not manifest.exists():  # else it finished before a kill reached the state file
             data = self.work / "data"
             args = ["train", self.p.train.recipe, "--output-dir", out, "--set", f"data.train={data / 'train.jsonl'}",
@@ -305,7 +301,7 @@ class _Stages:
         """serve the champion and measure it under load"""
         from gekro_ft.eval.suite import load_suite
         from gekro_ft.serve.profile import load_profile
-        from gekro_ft.serve.vllm import wait_healthy
+        from gekro_ft.serve.vllm import stop_process, wait_healthy
 
         s, b = self.p.serve, self.p.bench
         promotion = self.state.stages["eval"].get("promotion") or {}
@@ -327,11 +323,7 @@ class _Stages:
                          "--max-tokens", b.max_tokens, "--out", self.work / "bench",
                          *(["--api-key-env", key_env] if key_env and os.environ.get(key_env) else [])])
         finally:
-            server.terminate()
-            try:
-                server.wait(60)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_process(server, grace=60)
         return {"bench": str(self.work / "bench" / "bench.json"), "served": source}
 
     def cost(self) -> dict[str, Any]:
@@ -355,23 +347,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat |= _flatten(v, f"{prefix}{k}.")
-        elif v is not None:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def _read(path: Path) -> dict[str, Any]:
     return orjson.loads(path.read_bytes()) if path.exists() else {}
 
 
 def _summary(p: Pipeline, work: Path, state: PipelineState, tracking_uri: str, seconds: float) -> dict[str, Any]:
     """Everything the summary shows, read back from what the stages wrote."""
-    manifest = _read(work / "train" / "adapter" / "gekro_ft.json")
+    from gekro_ft.train.run import MANIFEST
+
+    manifest = _read(work / "train" / "adapter" / MANIFEST)
     report = _read(work / "eval" / "report.json")
     cost = _read(work / "cost" / "cost.json")
     sides, gate = report.get("sides", {}), report.get("gate", {})

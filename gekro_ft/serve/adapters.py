@@ -27,10 +27,10 @@ from typing import Any
 import orjson
 
 from gekro_ft.errors import InputFileError, ProfileError
+from gekro_ft.train.run import MANIFEST  # written by `gekro-ft train` beside PEFT's files
 
 ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 REQUIRED_FILES = ("adapter_config.json", "adapter_model.safetensors")
-MANIFEST = "gekro_ft.json"  # written by `gekro-ft train` beside PEFT's files
 
 
 def name_problem(name: str, served_name: str | None = None) -> str | None:
