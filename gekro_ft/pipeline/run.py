@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from gekro_ft.atomic import atomic_output
 from gekro_ft.errors import PipelineError, PipelineInterrupted
 from gekro_ft.pipeline.config import Pipeline
 from gekro_ft.pipeline.state import PipelineState
@@ -72,15 +73,16 @@ class _Runner:
     def gekro(self, args: list[Any], stdout: Path | None = None) -> int:
         """Run ``gekro-ft ARGS`` to completion; its exit code, or PipelineInterrupted on a signal."""
         cmd = [sys.executable, "-m", "gekro_ft.cli", *map(str, args)]
-        with open(stdout, "wb") if stdout else nullcontext() as sink:
+        # stdout to a file that appears only when the command ran to its end, never half written
+        with atomic_output(stdout) if stdout else nullcontext() as sink:
             self.child = subprocess.Popen(cmd, env=self.env, stdout=sink)
             try:
                 code = self.child.wait()
             finally:
                 self.child = None
-        if self.received is not None:
-            raise PipelineInterrupted(f"`gekro-ft {args[0]}` stopped by {signal.Signals(self.received).name}",
-                                      hint="run again with --resume")
+            if self.received is not None:
+                raise PipelineInterrupted(f"`gekro-ft {args[0]}` stopped by {signal.Signals(self.received).name}",
+                                          hint="run again with --resume")
         return code
 
 
