@@ -218,9 +218,8 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     """Train per ``plan``; write the adapter directory; track everything in MLflow."""
     import torch
     import datasets
-    from datasets import Dataset
     from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from gekro_ft.train import tracking
     from gekro_ft.train.backends import BACKENDS
@@ -257,6 +256,9 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
                              "gekro_ft.git_commit": tracking.git_commit() or "none"})
 
         model = BACKENDS[plan.backend]().load(_model_ref(plan), recipe, dtype, plan.device)
+        train_set, eval_set, collator, trainer_class, layout = _datasets(model, plan, tokenizer, data)
+        if layout:
+            mlflow.set_tag("gekro_ft.packing", layout)
         t = recipe.train
         args = SFTConfig(
             output_dir=str(out / "checkpoints"), per_device_train_batch_size=t.batch_size,
@@ -266,13 +268,12 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
             num_train_epochs=t.epochs or 1, max_steps=t.max_steps or -1,
             logging_steps=t.logging_steps, save_steps=t.save_steps, save_total_limit=2,
             eval_strategy="steps" if data.eval else "no", eval_steps=t.eval_steps,
-            max_length=recipe.model.max_seq_len, packing=recipe.data.packing,
+            max_length=recipe.model.max_seq_len, packing=layout == "flattened",
             bf16=plan.dtype == "bfloat16", fp16=plan.dtype == "float16", use_cpu=plan.device == "cpu",
             gradient_checkpointing=False,  # the backend already set it up its own way
             report_to="none", disable_tqdm=True, dataloader_num_workers=0)
-        trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                             train_dataset=Dataset.from_list(data.train),
-                             eval_dataset=Dataset.from_list(data.eval) if data.eval else None)
+        trainer = trainer_class(model=model, args=args, processing_class=tokenizer, data_collator=collator,
+                                train_dataset=train_set, eval_dataset=eval_set)
         trainer.remove_callback(PrinterCallback)  # our progress bar shows the logs
         with _StopOnSignal() as stopper:
             for cb in _callbacks(stopper, mlflow, plan.device, history, on_progress):
@@ -300,6 +301,23 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
         return TrainResult(adapter_dir, run_id, metrics, version, plan, history)
     finally:
         mlflow.end_run(status=status)
+
+
+def _datasets(model: Any, plan: Plan, tokenizer: Any, data: Any) -> tuple[Any, Any, Any, Any, str | None]:
+    """Train and eval sets, collator, trainer class and packing layout (picked from the attention kernel)."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from gekro_ft.train import packing
+
+    layout = packing.packing_layout(model, plan.backend) if plan.recipe.data.packing else None
+    if layout != "rows":  # unpacked, or TRL packs and flattens each step itself
+        return (Dataset.from_list(data.train), Dataset.from_list(data.eval) if data.eval else None, None,
+                SFTTrainer, layout)
+    max_len = plan.recipe.model.max_seq_len
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return (packing.pack_rows(data.train, max_len), packing.pack_rows(data.eval, max_len) if data.eval else None,
+            packing.RowPackingCollator(pad), packing.RowPackedSFTTrainer, layout)
 
 
 def _model_ref(plan: Plan):
