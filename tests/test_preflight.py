@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gekro_ft.train.preflight import GiB, Settings, estimate, model_shape, suggestions
+from gekro_ft.train.preflight import GiB, Settings, estimate, model_shape, suggestions, unpackable_layers
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,12 @@ def test_fits_and_does_not_fit_with_a_way_forward(smollm2_shape):
     assert tips and tips[0].startswith("train.gradient_checkpointing=true")
     hopeless = suggestions(smollm2_shape, s, int(0.5 * GiB), "cpu")
     assert hopeless == []
+
+
+def test_packing_is_refused_for_layers_that_ignore_the_per_row_mask():
+    from transformers import Gemma3TextConfig, LlamaConfig, MambaConfig, Qwen3NextConfig
+
+    assert unpackable_layers(LlamaConfig()) == []
+    assert unpackable_layers(Gemma3TextConfig()) == []  # sliding-window attention is masked per row too
+    assert unpackable_layers(Qwen3NextConfig()) == ["linear_attention"]
+    assert unpackable_layers(MambaConfig()) == ["recurrent"]

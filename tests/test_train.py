@@ -57,6 +57,29 @@ def test_preflight_refuses_missing_files_and_bad_overrides(cli):
     assert result.exit_code == 2 and "train.batchsize: unknown key" in result.output
 
 
+def test_preflight_refuses_packing_for_a_model_with_linear_attention(cli, tmp_path):
+    """Linear-attention layers ignore the per-row mask that keeps packed rows apart."""
+    import shutil
+
+    from transformers import Qwen3NextConfig
+
+    from gekro_ft.models import bundled_model_dir
+
+    model = tmp_path / "tiny-qwen3-next"
+    shutil.copytree(bundled_model_dir("smollm2-135m-instruct"), model,
+                    ignore=shutil.ignore_patterns("*.safetensors"))  # the tokenizer; no weights are read
+    Qwen3NextConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+                    num_key_value_heads=1, vocab_size=49152).save_pretrained(model)
+    result = cli("train", "smollm2-135m-cpu", "--dry-run", "--set", f"model.name={model}",
+                 "--set", "data.packing=true", "--set", f"data.train={TICKETS}")
+    assert result.exit_code == 2, result.output
+    assert "data.packing:" in result.output and "linear_attention layers" in result.output
+    assert "set data.packing=false" in result.output
+    result = cli("train", "smollm2-135m-cpu", "--dry-run", "--set", f"model.name={model}",
+                 "--set", "data.packing=false", "--set", f"data.train={TICKETS}")
+    assert result.exit_code == 0 and "preflight OK" in result.output, result.output
+
+
 @pytest.mark.slow
 def test_train_interrupt_resume_track_register(tmp_path, mlflow_env):
     from mlflow import MlflowClient

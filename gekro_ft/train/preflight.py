@@ -89,6 +89,23 @@ def model_shape(config: Any) -> ModelShape:
                       other_params=total - in_linear)
 
 
+# Layer kinds whose tokens mix only through attention, which transformers masks per packed row.
+_PACKABLE_LAYERS = {"full_attention", "sliding_attention", "chunked_attention"}
+_RECURRENT_MODELS = {"mamba", "mamba2", "falcon_mamba", "rwkv", "xlstm"}  # no attention, no layer_types
+
+
+def unpackable_layers(config: Any) -> list[str]:
+    """Layer kinds (linear attention, convolution) that carry state across packed rows.
+
+    Packed rows are kept apart by a mask transformers builds from restarting position ids;
+    linear-attention and convolution layers ignore it, so rows would leak into each other.
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if text.model_type in _RECURRENT_MODELS:
+        return ["recurrent"]
+    return sorted(set(getattr(text, "layer_types", None) or []) - _PACKABLE_LAYERS)
+
+
 def targeted(shape: ModelShape, target_modules: list[str] | str) -> list[tuple[int, int]]:
     if target_modules == "all-linear":
         return list(shape.linear.values())

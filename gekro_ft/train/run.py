@@ -82,7 +82,8 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     from gekro_ft.models import load_tokenizer, resolve_model
     from gekro_ft.train.backends import choose_backend, cuda_available
     from gekro_ft.train.dataset import prepare_data
-    from gekro_ft.train.preflight import Settings, available_memory, estimate, model_shape, suggestions
+    from gekro_ft.train.preflight import (Settings, available_memory, estimate, model_shape, suggestions,
+                                          unpackable_layers)
 
     recipe = load_recipe(recipe_name, overrides)
     stem = find_recipe(recipe_name).stem
@@ -121,7 +122,11 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
 
     from transformers import AutoConfig
 
-    shape = model_shape(AutoConfig.from_pretrained(model.source))
+    config = AutoConfig.from_pretrained(model.source)
+    if recipe.data.packing and (layers := unpackable_layers(config)):
+        raise PreflightError(f"data.packing: {recipe.model.name} has {', '.join(layers)} layers, which would carry "
+                             "state from one packed row into the next", hint="set data.packing=false")
+    shape = model_shape(config)
     longest = max(len(r["input_ids"]) for r in data.train)
     seq_len = recipe.model.max_seq_len if recipe.data.packing else min(recipe.model.max_seq_len, longest)
     settings = Settings(batch_size=recipe.train.batch_size, seq_len=seq_len, load_in_4bit=recipe.model.load_in_4bit,
