@@ -43,13 +43,14 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from child_process import run_python  # benchmarks/child_process.py, beside this script
 
 TIME_TARGET = 1 / 3
 MEMORY_TARGET = 1 / 5
@@ -184,22 +185,6 @@ def own_peak_rss_mib() -> float:
 
 # --- the parent (kept small: see the module docstring) -------------------------------------
 
-def run_python(args: list[str], env: dict | None = None) -> tuple[dict, float, os.struct_rusage]:
-    """Run this script with ``args`` in a fresh interpreter: its JSON line, wall seconds, rusage."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, env=env)
-    stdout = proc.stdout.read()
-    proc.stdout.close()
-    # wait4 reaps this one child and returns its own rusage (ru_maxrss in KiB on Linux);
-    # RUSAGE_CHILDREN would be the largest of all children so far
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:2])} failed with exit code {proc.returncode}")
-    return json.loads(stdout.decode().strip().splitlines()[-1]), seconds, usage
-
-
 def measure(job: Job, src: Path, out: Path, cache: Path) -> dict:
     """Run ``job`` in a fresh interpreter: its own timing plus its process time and peak RSS."""
     import resource
@@ -208,7 +193,7 @@ def measure(job: Job, src: Path, out: Path, cache: Path) -> dict:
            "HF_HOME": str(cache / "hf-home")}
     spawner_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     args = ["--child", job.key, "--input", str(src), "--output", str(out), "--cache", str(cache)]
-    result, seconds, usage = run_python(args, env)
+    result, seconds, usage = run_python(__file__, args, env)
     return {**result, "process_seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "peak_rss_mib": usage.ru_maxrss / 1024, "spawner_peak_rss_mib": spawner_peak}
 
@@ -344,7 +329,7 @@ def main() -> None:
     scratch = [(workdir / f"out-{job.key}.jsonl", workdir / f"cache-{job.key}") for job in JOBS]
     try:
         progress(f"writing {args.rows:,} ShareGPT rows to {src} ...")
-        generated = run_python(["--generate", "--rows", str(args.rows), "--input", str(src)])[0]
+        generated = run_python(__file__, ["--generate", "--rows", str(args.rows), "--input", str(src)])[0]
         size_mb = src.stat().st_size / 1e6
         progress(f"input: {size_mb:,.0f} MB, {'written' if generated['wrote'] else 'reused'}")
         for job, (target, cache) in zip(JOBS, scratch):

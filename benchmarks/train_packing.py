@@ -36,11 +36,12 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_process import run_python  # benchmarks/child_process.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "datasets" / "ticket-extraction" / "openai.jsonl"
@@ -138,14 +139,10 @@ def child(args, workdir: Path, variant: str) -> dict:
 
 
 def measure(name: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-           "--max-seq-len", str(args.max_seq_len), "--model", args.model, "--workdir", str(args.workdir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    stdout = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{name} failed")
-    r = json.loads(stdout.decode().strip().splitlines()[-1])
+    r, _, usage = run_python(__file__, ["--child", name, "--steps", str(args.steps), "--batch-size",
+                                        str(args.batch_size), "--max-seq-len", str(args.max_seq_len),
+                                        "--model", args.model, "--workdir", str(args.workdir)],
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     r["tokens_per_s"] = r["tokens"] / r["runtime_s"]
     r["tokens_per_cpu_s"] = r["tokens"] / r["cpu_s"]
     r.setdefault("peak_mib", usage.ru_maxrss / 1024)
