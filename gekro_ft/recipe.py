@@ -52,8 +52,10 @@ class DataSection(_Section):
     schema_: Literal["openai", "alpaca", "sharegpt"] | None = Field(
         None, alias="schema", description="Schema of the files (default: detected).")
     responses_only: bool = Field(True, description="Loss on assistant answers only, not on prompts.")
-    packing: bool = Field(False, description="Pack rows best-fit into sequences of model.max_seq_len; each row still attends only to itself "
-                                     "and keeps its loss mask. Pays on mixed-length data (1.8x tokens/s, benchmarks/train_packing.py).")
+    packing: bool = Field(False, description=(
+        "Pack rows best-fit into sequences of model.max_seq_len; each row still attends only to "
+        "itself and keeps its loss mask. Pays on mixed-length data (1.8x tokens/s, "
+        "benchmarks/train_packing.py)."))
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 

@@ -145,7 +145,8 @@ def test_packed_training_step_matches_the_rows_trained_apart(tokenizer, tmp_path
                     out = model(input_ids=torch.tensor([seg_ids]), labels=torch.tensor([seg_labels]), use_cache=False)
                     n = sum(label != -100 for label in seg_labels[1:])
                     total, count = total + out.loss.item() * n, count + n
-            seen.append({"inputs": sorted(inputs), "use_cache": inputs.get("use_cache"), "shape": inputs["input_ids"].shape,
+            seen.append({"inputs": sorted(inputs), "use_cache": inputs.get("use_cache"),
+                         "shape": inputs["input_ids"].shape,
                          "rows": len(segments), "real": sum(len(ids) for ids, _ in segments),
                          "packed": loss.item(), "apart": total / count})
         return loss
