@@ -2,24 +2,25 @@
 
 Unknown keys and bad values are errors that name the key, all reported at once.
 A recipe is found by path, or by name in ``./recipes``, ``$GEKRO_FT_RECIPES`` and the
-recipes shipped with gekro-ft.
+recipes shipped with gekro-ft. Relative paths in a recipe (data files, a chat template,
+a ``./`` model directory) are relative to the recipe file.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gekro_ft.config import ConfigKind
 from gekro_ft.errors import RecipeError
 from gekro_ft.models import DEFAULT_MODEL
-from gekro_ft.yaml_config import apply_overrides, find_config, named_configs, read_mapping
 
-SHIPPED_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+RECIPES = ConfigKind("recipe", "recipes", "GEKRO_FT_RECIPES", RecipeError)
+PATH_KEYS = ("data.train", "data.eval", "model.chat_template", "model.name?")
 
 
 class _Section(BaseModel):
@@ -115,51 +116,14 @@ class Recipe(_Section):
         return hashlib.sha256(orjson.dumps(self.resolved(), option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def recipe_dirs() -> list[Path]:
-    dirs = [Path("recipes")]
-    if os.environ.get("GEKRO_FT_RECIPES"):
-        dirs += [Path(p) for p in os.environ["GEKRO_FT_RECIPES"].split(os.pathsep)]
-    return dirs + [SHIPPED_RECIPES]
-
-
-def find_recipe(name_or_path: str) -> Path:
-    try:
-        path = find_config(name_or_path, recipe_dirs())
-    except FileNotFoundError:
-        raise RecipeError(str(name_or_path), ["no such file"]) from None
-    if path is None:
-        known = ", ".join(sorted(named_configs(recipe_dirs()))) or "none"
-        raise RecipeError(name_or_path, [f"no recipe of that name (known: {known})"])
-    return path
+def find_recipe(name_or_path: str | Path) -> Path:
+    return RECIPES.find(name_or_path)
 
 
 def list_recipes() -> list[Path]:
-    return list(named_configs(recipe_dirs()).values())
+    return list(RECIPES.named().values())
 
 
-def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+def load_recipe(name_or_path: str | Path, overrides: list[str] = ()) -> Recipe:
     """Load, override and validate a recipe; every problem is reported in one RecipeError."""
-    path = find_recipe(name_or_path)
-    try:
-        doc = read_mapping(path, "sections")
-    except ValueError as e:
-        raise RecipeError(str(path), [str(e)]) from None
-    try:
-        apply_overrides(doc, list(overrides))
-    except ValueError as e:
-        raise RecipeError("--set", [str(e)]) from None
-    try:
-        return Recipe.model_validate(doc)
-    except ValidationError as e:
-        raise RecipeError(str(path), [_describe(err) for err in e.errors()]) from None
-
-
-def _describe(err: dict) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "recipe"
-    if err["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if err["type"] == "missing":
-        return f"{key}: required"
-    message = err["msg"].removeprefix("Value error, ")
-    return f"{key}: {message} (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) \
-        else f"{key}: {message}"
+    return RECIPES.load(name_or_path, Recipe, overrides, PATH_KEYS)[0]

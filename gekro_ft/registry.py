@@ -19,14 +19,10 @@ from typing import Any
 
 import orjson
 
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import RegistryError
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))$")
 HISTORY_TAG = "gekro_ft.alias_history.{alias}"
-
-
-class RegistryError(GekroError):
-    """A registered model, version or alias does not exist, or the registry cannot be reached."""
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def test_render_json_and_bad_row(cli):
     assert trained.startswith('{"customer": ') and trained.endswith("}<|im_end|>\n")
     assert doc["n_loss_tokens"] == sum(t["loss"] for t in doc["tokens"])
     result = cli("data", "render", TICKETS / "alpaca.jsonl", "-m", "smollm2-135m-instruct", "--row", "300")
-    assert (result.exit_code, result.output.strip()) == (2, f"Error (error): {TICKETS / 'alpaca.jsonl'} has no row 300 (rows are numbered from 0)")
+    assert (result.exit_code, result.output.strip()) == (2, f"Error (data): {TICKETS / 'alpaca.jsonl'} has no row 300 (rows are numbered from 0)")
 
 
 def test_stats(cli, tmp_path):

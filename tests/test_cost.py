@@ -74,7 +74,8 @@ def test_every_shipped_price_is_dated_and_sourced():
 
 
 def test_a_user_table_overrides_by_name_and_bad_tables_name_the_field(tmp_path, cli):
-    from gekro_ft.cost.prices import PriceError, load_prices
+    from gekro_ft.cost.prices import load_prices
+    from gekro_ft.errors import PriceError
 
     mine = tmp_path / "prices.yaml"
     mine.write_text("api:\n  gpt-4o-mini: {input_per_m: 0.1, output_per_m: 0.5, as_of: 2026-01-01, "

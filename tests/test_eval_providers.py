@@ -84,7 +84,7 @@ def test_429_is_retried_with_backoff(fake, tmp_path, monkeypatch):
 
 
 def test_a_missing_key_variable_is_named_not_guessed(fake, tmp_path, monkeypatch):
-    from gekro_ft.eval.providers import ProviderError
+    from gekro_ft.errors import ProviderError
     from gekro_ft.eval.suite import Generation
 
     monkeypatch.delenv("FAKE_KEY", raising=False)
@@ -111,9 +111,10 @@ def test_replay_needs_no_server_and_reports_what_is_missing(fake, tmp_path, monk
 
 
 def test_every_shipped_suite_loads():
-    from gekro_ft.eval.suite import load_suite, suites_dir
+    from gekro_ft.config import shipped as shipped_dir
+    from gekro_ft.eval.suite import load_suite
 
-    shipped = sorted(suites_dir().glob("*.yaml"))
+    shipped = sorted(shipped_dir("eval").glob("*.yaml"))
     assert shipped
     for path in shipped:
         suite = load_suite(path)

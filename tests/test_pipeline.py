@@ -7,14 +7,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gekro_ft.errors import GekroError, PipelineError
-from gekro_ft.pipeline.config import SHIPPED_PIPELINES, load_pipeline
+from gekro_ft.errors import GekroError, PipelineConfigError, PipelineError
+from gekro_ft.config import shipped
+from gekro_ft.pipeline.config import load_pipeline
 from gekro_ft.pipeline.state import STATE_FILE, PipelineState
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("path", sorted(SHIPPED_PIPELINES.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(shipped("pipelines").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_pipeline_loads_and_names_real_files(path):
     from gekro_ft.pipeline.run import preflight
 
@@ -42,7 +43,7 @@ def test_every_bad_key_is_reported_at_once(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: 'has space'\ndata: {file: x.jsonl, eval_frac: 2}\ntrain: {recipe: r, epochs: 3}\n"
                    "bench: {requests: 0}\n")
-    with pytest.raises(PipelineError) as e:
+    with pytest.raises(PipelineConfigError) as e:
         load_pipeline(bad)
     msg = str(e.value)
     for expected in ("name:", "data.eval_frac:", "train.epochs: unknown key", "eval: required", "bench.requests:"):
@@ -56,7 +57,7 @@ def test_overrides_apply_before_validation_and_change_the_fingerprint():
     assert short.train.set == ["train.max_steps=4"] and short.bench.requests == 2
     assert plain.fingerprint() != short.fingerprint()
     assert load_pipeline("demo").fingerprint() == plain.fingerprint()
-    with pytest.raises(PipelineError, match="no such pipeline"):
+    with pytest.raises(PipelineConfigError, match="no pipeline file of that name"):
         load_pipeline("nope")
 
 
@@ -64,7 +65,7 @@ def test_a_missing_data_file_is_named(tmp_path):
     cfg = tmp_path / "p.yaml"
     cfg.write_text("name: p\ndata: {file: missing.jsonl}\ntrain: {recipe: smollm2-135m-cpu}\n"
                    "eval: {suite: ticket-extraction}\n")
-    with pytest.raises(PipelineError, match=r"data\.file: .*missing\.jsonl does not exist"):
+    with pytest.raises(PipelineConfigError, match=r"data\.file: .*missing\.jsonl does not exist"):
         load_pipeline(cfg)
 
 
@@ -90,7 +91,7 @@ def test_state_records_stages_and_resume_checks_it_is_the_same_pipeline(tmp_path
 
 def test_cli_errors_are_one_line_with_exit_2(cli, tmp_path):
     result = cli("pipeline", "nope")
-    assert result.exit_code == 2 and "Error (pipeline): nope: no such pipeline" in result.output
+    assert result.exit_code == 2 and "Error (pipeline file): nope: no pipeline file of that name" in result.output
     result = cli("pipeline", "demo", "--set", "bench.concurrency=[0]", "--work", tmp_path)
     assert result.exit_code == 2 and "bench.concurrency" in result.output
     assert not (tmp_path / STATE_FILE).exists()  # nothing started

@@ -32,7 +32,7 @@ def test_every_problem_is_reported_naming_its_key(tmp_path):
         load_recipe(str(bad))
     assert e.value.problems == [
         "model.max_seq_len: Input should be greater than or equal to 16 (got 4)",
-        "model.nmae: unknown key",
+        "model.nmae: unknown key (did you mean 'name'?)",
         "data: required",
         "train.batch_size: Input should be a valid integer, unable to parse string as an integer (got 'zero')",
         "extra: unknown key",
@@ -71,7 +71,9 @@ def test_recipe_cli(cli, tmp_path):
     bad.write_text("data: {train: x.jsonl}\nlora: {r: 0, alpah: 3}\n")
     result = cli("recipe", "validate", bad)
     assert result.exit_code == 1
-    assert result.output.splitlines() == [f"{bad}: lora.r: Input should be greater than or equal to 1 (got 0)",
-                                          f"{bad}: lora.alpah: unknown key"]
+    assert result.output.splitlines() == [f"{bad}: lora.r: Input should be greater than or equal to 1 (got 0) (line 2)",
+                                          f"{bad}: lora.alpah: unknown key (did you mean 'alpha'?) (line 2)"]
+    missing = cli("recipe", "validate", tmp_path / "missing.yaml")
+    assert (missing.exit_code, missing.output.strip()) == (2, f"Error (recipe): {tmp_path / 'missing.yaml'}: no such file")
     result = cli("recipe", "show", "no-such-recipe")
     assert result.exit_code == 2 and result.output.startswith("Error (recipe): no-such-recipe: no recipe of that name")

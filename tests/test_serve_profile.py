@@ -13,7 +13,8 @@ from gekro_ft.errors import InputFileError, ProfileError
 from gekro_ft.models import cache_root
 from gekro_ft.serve.adapters import (check_adapters_match, inspect_adapter, parse_adapter_option,
                                      prepare_adapters, resolve_adapter)
-from gekro_ft.serve.profile import SHIPPED_PROFILES, is_loopback, list_profiles, load_profile
+from gekro_ft.config import shipped
+from gekro_ft.serve.profile import is_loopback, list_profiles, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p for p in (REPO / "serve").glob("*.yaml") if p.name != "prices.yaml")
@@ -41,7 +42,7 @@ def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
 # --- shipped profiles ---------------------------------------------------------------------
 
 def test_shipped_profiles_are_found_where_the_package_says():
-    assert SHIPPED_PROFILES == REPO / "serve"
+    assert shipped("serve") == REPO / "serve"  # the checkout's own folder, through gekro_ft/shipped
     assert {p.stem for p in SHIPPED} >= {"cpu-default", "vllm-llama-3.1-8b", "vllm-qwen2.5-7b"}
 
 

@@ -31,7 +31,7 @@ from gekro_ft.bench.record import RequestRecord
 from gekro_ft.bench.settings import BenchSettings, base_url, public_url
 from gekro_ft.bench.stats import aggregate
 from gekro_ft.bench.tokens import TokenCounter
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import BenchError
 
 ENGINES = {"gekro-ft-cpu": "cpu", "vllm": "vllm"}  # /v1/models owned_by -> engine
 
@@ -176,24 +176,24 @@ async def _probe(client: StreamClient, settings: BenchSettings) -> ServerInfo:
     try:
         status, raw = await client.get("/models", timeout=min(settings.timeout_s, 30.0))
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
-        raise GekroError(f"cannot reach {shown}: {type(e).__name__}: {e}",
+        raise BenchError(f"cannot reach {shown}: {type(e).__name__}: {e}",
                          hint="is the server running and the --url right?") from None
     fallback_engine = (settings.engine, "--engine") if settings.engine else ("unknown", "unknown")
     if status == 404:  # some OpenAI-compatible servers have no model list
         return ServerInfo(None, None, *fallback_engine)
     if status in (401, 403):
-        raise GekroError(f"{shown} answered {status}: the API key is missing or wrong",
+        raise BenchError(f"{shown} answered {status}: the API key is missing or wrong",
                          hint="name the variable that holds it with --api-key-env VAR")
     if status != 200:
-        raise GekroError(f"{shown} answered HTTP {status}")
+        raise BenchError(f"{shown} answered HTTP {status}")
     try:
         answer = orjson.loads(raw)
         cards = answer["data"]
         models = [str(c["id"]) for c in cards]
     except (ValueError, KeyError, TypeError):
-        raise GekroError(f"{shown} did not answer an OpenAI model list") from None
+        raise BenchError(f"{shown} did not answer an OpenAI model list") from None
     if settings.model not in models:
-        raise GekroError(f"model {settings.model!r} is not served at {public_url(settings.url)}",
+        raise BenchError(f"model {settings.model!r} is not served at {public_url(settings.url)}",
                          hint="it serves: " + ", ".join(models))
     owners = {c.get("owned_by") for c in cards if isinstance(c, dict)}
     engines = {ENGINES[o] for o in owners if o in ENGINES}
@@ -211,7 +211,7 @@ async def _warmup(client: StreamClient, feed: _Feed, settings: BenchSettings) ->
     level = await _closed_loop(client, feed, min(k, first or k), k, None, lambda: None)
     failed = [r for r in level.records if not r.ok]
     if len(failed) == k:
-        raise GekroError(f"every warmup request failed: {failed[0].error}: {failed[0].detail}",
+        raise BenchError(f"every warmup request failed: {failed[0].error}: {failed[0].detail}",
                          hint="check --model, --endpoint and the server's log")
     return {"requests": k, "errors": len(failed)}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import BenchError
 from gekro_ft.models import DEFAULT_MODEL
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -47,7 +47,7 @@ class BenchSettings:
         return "rate" if self.rates else "concurrency"
 
     def check(self) -> None:
-        """Raise one GekroError naming every bad setting."""
+        """Raise one BenchError naming every bad setting."""
         problems = []
         if (self.prompts is None) == (self.synthetic_input_tokens is None):
             problems.append("give either --prompts FILE or --synthetic-input-tokens N")
@@ -79,10 +79,10 @@ class BenchSettings:
             problems.append("--timeout must be > 0 seconds")
         try:
             base_url(self.url)
-        except GekroError as e:
+        except BenchError as e:
             problems.append(str(e))
         if problems:
-            raise GekroError("bench settings: " + "; ".join(problems))
+            raise BenchError("bench settings: " + "; ".join(problems))
 
     def api_key(self) -> tuple[str | None, str | None]:
         """(key, the variable it came from). The key itself is never stored or printed."""
@@ -91,7 +91,7 @@ class BenchSettings:
         name = self.api_key_env or DEFAULT_KEY_ENV
         key = os.environ.get(name)
         if not key and self.api_key_env:
-            raise GekroError(f"environment variable {name} is not set",
+            raise BenchError(f"environment variable {name} is not set",
                              hint="export it with the server's API key, or leave out --api-key-env")
         return (key, name) if key else (None, None)
 
@@ -148,7 +148,7 @@ def base_url(url: str) -> str:
     """``http://host:8000`` or ``http://host:8000/v1`` -> ``http://host:8000/v1``."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise GekroError(f"--url must be an http:// or https:// address, not {public_url(url)!r}")
+        raise BenchError(f"--url must be an http:// or https:// address, not {public_url(url)!r}")
     path = parts.path.rstrip("/")
     if not path.endswith("/v1"):
         path += "/v1"

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import BenchError
 
 PERCENTILES = (50, 90, 95, 99)
 GOODPUT_METRICS = ("ttft_ms", "tpot_ms", "e2el_ms")
@@ -50,7 +50,7 @@ def parse_goodput(specs: Iterable[str]) -> dict[str, float]:
         m = re.fullmatch(r"\s*([a-z0-9_]+)\s*[=:]\s*([0-9.eE+-]+)\s*", spec)
         name = m and _VLLM_NAMES.get(m.group(1), m.group(1))
         if not m or name not in GOODPUT_METRICS:
-            raise GekroError(f"bad goodput target {spec!r}",
+            raise BenchError(f"bad goodput target {spec!r}",
                              hint="write METRIC=MS with METRIC one of " + ", ".join(GOODPUT_METRICS)
                                   + ", e.g. ttft_ms=500")
         try:
@@ -58,7 +58,7 @@ def parse_goodput(specs: Iterable[str]) -> dict[str, float]:
         except ValueError:
             value = -1.0
         if not value > 0:
-            raise GekroError(f"bad goodput target {spec!r}: the limit must be a positive number of ms")
+            raise BenchError(f"bad goodput target {spec!r}: the limit must be a positive number of ms")
         targets[name] = value
     return targets
 

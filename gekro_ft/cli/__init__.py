@@ -14,6 +14,7 @@ from gekro_ft.cli.data import data
 from gekro_ft.cli.errors import GekroGroup
 from gekro_ft.cli.eval import eval_
 from gekro_ft.cli.export import export
+from gekro_ft.cli.init import init
 from gekro_ft.cli.models import models, promote
 from gekro_ft.cli.pipeline import demo, pipeline
 from gekro_ft.cli.recipe import recipe
@@ -34,6 +35,7 @@ def main() -> None:
     """
 
 
+main.add_command(init)
 main.add_command(data)
 main.add_command(recipe)
 main.add_command(train)

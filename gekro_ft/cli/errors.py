@@ -11,25 +11,12 @@ import os
 
 import click
 
-from gekro_ft.errors import (GekroError, InputFileError, MissingDependencyError,
-                             ModelNotFoundError, OutputError, PipelineError, PreflightError, ProfileError,
-                             RecipeError, SchemaError, ServeError, TrainingInterrupted)
+from gekro_ft.errors import GekroError, error_types
 
-# (exception type, exit code, label). First match wins, so specific types come first.
-ERROR_TABLE: list[tuple[type[BaseException], int, str]] = [
-    (TrainingInterrupted, 130, "interrupted"),
-    (InputFileError, 2, "cannot read input"),
-    (SchemaError, 2, "schema"),
-    (ModelNotFoundError, 2, "model not found"),
-    (MissingDependencyError, 2, "missing dependency"),
-    (OutputError, 2, "cannot write output"),
-    (RecipeError, 2, "recipe"),
-    (PreflightError, 2, "preflight"),
-    (ProfileError, 2, "serve profile"),
-    (ServeError, 2, "serve"),
-    (PipelineError, 2, "pipeline"),
-    (GekroError, 2, "error"),
-]
+# (exception type, exit code, label), most specific type first: the first match wins. Each
+# type states its own kind and exit code in gekro_ft.errors, so a new type is in the table
+# the moment it exists.
+ERROR_TABLE: list[tuple[type[GekroError], int, str]] = [(t, t.exit_code, t.kind) for t in error_types()]
 
 
 def debug_enabled() -> bool:

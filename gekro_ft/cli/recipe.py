@@ -54,18 +54,23 @@ def show(name: str, overrides: tuple[str, ...], as_json: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @set_option
 def validate(file: Path, overrides: tuple[str, ...]) -> None:
-    """Check a recipe file; every problem is listed, each naming its key.
+    """Check a recipe file; every problem is listed, each naming its key and line.
+
+    Exit code: 0 valid, 1 problems found, 2 no such file.
 
     \b
     Example:
       gekro-ft recipe validate recipes/smollm2-135m-cpu.yaml
     """
-    from gekro_ft.recipe import RecipeError, load_recipe
+    from gekro_ft.errors import RecipeError
+    from gekro_ft.recipe import load_recipe
 
+    if not file.is_file():
+        raise RecipeError(str(file), ["no such file"])
     try:
         r = load_recipe(str(file), list(overrides))
     except RecipeError as e:
-        for problem in e.problems:
-            out.print(f"{e.source}: {problem}")
+        for problem, line in zip(e.problems, e.lines):
+            out.print(f"{e.source}: {problem}" + (f" (line {line})" if line else ""))
         raise SystemExit(1) from None
     out.print(f"{file}: OK (recipe hash {r.digest()})")

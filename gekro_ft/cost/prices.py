@@ -12,13 +12,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gekro_ft.errors import GekroError
+from gekro_ft.config import shipped
+from gekro_ft.errors import PriceError
 
-SHIPPED = Path(__file__).resolve().parent.parent.parent / "serve" / "prices.yaml"
-
-
-class PriceError(GekroError):
-    """A price table cannot be read, or a name is not in it."""
+SHIPPED = shipped("serve", "prices.yaml")
 
 
 class _Dated(BaseModel):

@@ -11,7 +11,8 @@ import orjson
 
 from gekro_ft import __version__
 from gekro_ft.cost.model import CostFigures, compute
-from gekro_ft.cost.prices import PriceError, load_prices
+from gekro_ft.cost.prices import load_prices
+from gekro_ft.errors import BenchError, EvalError
 from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
 
 SCHEMA_VERSION = 1
@@ -23,19 +24,19 @@ def read_bench(path: Path) -> dict[str, Any]:
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except OSError as e:
-        raise PriceError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise BenchError(f"{path}: cannot read: {e.strerror or e}") from None
     except orjson.JSONDecodeError as e:
-        raise PriceError(f"{path}: not JSON: {e}") from None
+        raise BenchError(f"{path}: not JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("schema_version") != 1:
-        raise PriceError(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else None!r} "
+        raise BenchError(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else None!r} "
                          "is not a bench.json this version reads (1)")
     levels = doc.get("levels")
     if not isinstance(levels, list) or not levels:
-        raise PriceError(f"{path}: field levels: missing or empty")
+        raise BenchError(f"{path}: field levels: missing or empty")
     for i, level in enumerate(levels):
         missing = [k for k in LEVEL_KEYS if k not in level]
         if missing:
-            raise PriceError(f"{path}: field levels[{i}].{missing[0]}: missing")
+            raise BenchError(f"{path}: field levels[{i}].{missing[0]}: missing")
     return doc
 
 
@@ -44,12 +45,12 @@ def pick_level(bench: dict[str, Any], path: Path, concurrency: int | None) -> di
     if concurrency is not None:
         chosen = [lv for lv in levels if lv["concurrency"] == concurrency]
         if not chosen:
-            raise PriceError(f"{path}: no level with concurrency {concurrency} "
+            raise BenchError(f"{path}: no level with concurrency {concurrency} "
                              f"(has {', '.join(str(lv['concurrency']) for lv in levels)})")
         return chosen[0]
     clean = [lv for lv in levels if lv["error_rate"] == 0 and lv["output_tokens_per_s"] > 0]
     if not clean:
-        raise PriceError(f"{path}: every level had errors; pick one with --level CONCURRENCY")
+        raise BenchError(f"{path}: every level had errors; pick one with --level CONCURRENCY")
     return max(clean, key=lambda lv: lv["output_tokens_per_s"])
 
 
@@ -64,7 +65,7 @@ def success_rates(eval_report: Path | None) -> tuple[float | None, float | None,
         return (sides["candidate"]["success_rate"], base.get("success_rate"),
                 (base.get("provider") or {}).get("model"))
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
-        raise PriceError(f"{eval_report}: not an eval report.json with sides.candidate.success_rate ({e})") from None
+        raise EvalError(f"{eval_report}: not an eval report.json with sides.candidate.success_rate ({e})") from None
 
 
 def cost_figures(gpu_hourly: float, tokens_per_s: float, *, compare: list[str], prices: Path | None = None,

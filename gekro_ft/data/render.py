@@ -17,11 +17,7 @@ from typing import Any
 
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.data.schemas.fields import Problems
-from gekro_ft.errors import GekroError
-
-
-class TemplateMissingError(GekroError):
-    """The tokenizer has no chat template and none was given."""
+from gekro_ft.errors import DataError, TemplateMissingError
 
 
 @dataclass(slots=True)
@@ -156,9 +152,9 @@ def render_row(path: Any, tokenizer: Any, index: int, schema: str | None = None)
             continue
         if not row.readable:
             problems = "; ".join(f"{f.code}: {f.message}" for f in row.findings)
-            raise GekroError(f"{path} row {index} cannot be read: {problems}")
+            raise DataError(f"{path} row {index} cannot be read: {problems}")
         rendered = render(tokenizer, row.conv)
         if not rendered.input_ids:
-            raise GekroError(f"{path} row {index}: {rendered.problems[0][1]}")
+            raise DataError(f"{path} row {index}: {rendered.problems[0][1]}")
         return RowView(str(path), index, rendered)
-    raise GekroError(f"{path} has no row {index} (rows are numbered from 0)")
+    raise DataError(f"{path} has no row {index} (rows are numbered from 0)")

@@ -19,7 +19,7 @@ from gekro_ft.atomic import atomic_output, write_bytes_atomic
 from gekro_ft.data.conversation import normalized_text, prompt_text
 from gekro_ft.data.detect import resolve_schema
 from gekro_ft.data.rows import read_rows
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import DataError
 
 SKIP, TRAIN, EVAL = 0, 1, 2
 
@@ -87,7 +87,7 @@ def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: 
                schema: str | None = None,
                on_bytes: Callable[[int], None] | None = None) -> SplitResult:
     if not 0 < eval_frac < 1:
-        raise GekroError(f"--eval-frac must be between 0 and 1, got {eval_frac}")
+        raise DataError(f"--eval-frac must be between 0 and 1, got {eval_frac}")
     schema, _ = resolve_schema(source, schema)
     unreadable = 0
 

@@ -26,7 +26,7 @@ import operator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import GateError
 
 SIDES = ("candidate", "baseline")
 MAX_LENGTH = 2000
@@ -47,10 +47,6 @@ _REFUSED = {  # node type -> why, for the constructs people are most likely to t
     ast.NamedExpr: "assignments are not allowed",
     ast.JoinedStr: "strings are not allowed",
 }
-
-
-class GateError(GekroError):
-    """A gate that does not parse, or cannot be decided on the metrics at hand."""
 
 
 @dataclass

@@ -36,17 +36,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import EvalError, MetricError
 
 Row = dict[str, float | str | None]
-
-
-class MetricError(GekroError):
-    """A metric spec is wrong, or a reference does not fit a metric; ``problems`` lists them all."""
-
-    def __init__(self, problems: list[str], source: str | None = None):
-        super().__init__((f"{source}: " if source else "") + "; ".join(problems))
-        self.problems = problems
 
 
 # ---------------------------------------------------------------- text and JSON
@@ -484,7 +476,7 @@ def score(metrics: list[Metric], predictions: list[str],
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     if not predictions:
-        raise GekroError("no examples to score")
+        raise EvalError("no examples to score")
     bad = check_references(metrics, references)
     if bad:
         shown = [f"example {i + 1}: {p}" for i, p in bad[:5]]
@@ -502,13 +494,13 @@ def score(metrics: list[Metric], predictions: list[str],
 def success_rate(per_example: list[Row], key: str, threshold: float) -> float:
     """Share of examples whose ``key`` score is >= ``threshold`` (a NaN score is a failure)."""
     if not per_example:
-        raise GekroError("no examples to compute a success rate over")
+        raise EvalError("no examples to compute a success rate over")
     values = []
     for row in per_example:
         value = row.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             numeric = sorted(k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-            raise GekroError(f"success metric {key!r} is not a per-example score "
+            raise EvalError(f"success metric {key!r} is not a per-example score "
                              f"(scores: {', '.join(numeric)})")
         values.append(value)
     return sum(1 for v in values if not math.isnan(v) and v >= threshold) / len(values)

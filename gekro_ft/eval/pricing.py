@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import BenchError, CostError, GekroError
 from gekro_ft.eval.suite import Suite
 
 
@@ -46,7 +46,7 @@ def price_sides(suite: Suite, sides: dict[str, dict[str, Any]], bench: Path | No
 def _api(suite: Suite, side: dict[str, Any], table: Any, provider: dict[str, Any]) -> dict[str, Any]:
     name = suite.cost.baseline_price or provider.get("model")
     if not name:
-        raise GekroError("no price-table entry named for this side (cost.baseline_price)")
+        raise CostError("no price-table entry named for this side (cost.baseline_price)")
     p = table.api_price(name)
     total = (side["input_tokens"] * p.input_per_m + side["output_tokens"] * p.output_per_m) / 1e6
     return {"basis": f"API price of {name}: ${p.input_per_m:g} in / ${p.output_per_m:g} out per 1M tokens "
@@ -56,13 +56,13 @@ def _api(suite: Suite, side: dict[str, Any], table: Any, provider: dict[str, Any
 def _self_hosted(suite: Suite, side: dict[str, Any], table: Any, bench: Path | None) -> dict[str, Any]:
     gpu_name = suite.cost.candidate_gpu
     if not gpu_name:
-        raise GekroError("set cost.candidate_gpu in the suite to price the self-hosted side")
+        raise CostError("set cost.candidate_gpu in the suite to price the self-hosted side")
     gpu = table.gpu_price(gpu_name)
     tps, source = suite.cost.candidate_output_tokens_per_s, "stated in the suite"
     if bench is not None:
         tps, source = _measured_tps(bench), f"measured by gekro-ft bench ({bench})"
     if not tps:
-        raise GekroError("no served throughput: pass --bench bench.json or set cost.candidate_output_tokens_per_s")
+        raise CostError("no served throughput: pass --bench bench.json or set cost.candidate_output_tokens_per_s")
     usd_per_token = gpu.hourly_low / (tps * 3600)
     total = side["output_tokens"] * usd_per_token
     return {"basis": f"{gpu_name} at ${gpu.hourly_low:g}/h (as of {gpu.as_of}, {gpu.source}), "
@@ -75,7 +75,7 @@ def _measured_tps(bench: Path) -> float:
         doc = orjson.loads(Path(bench).read_bytes())
         levels = [lv for lv in doc["levels"] if lv.get("error_rate", 1) == 0]
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
-        raise GekroError(f"{bench}: not a readable bench.json ({e})") from None
+        raise BenchError(f"{bench}: not a readable bench.json ({e})") from None
     if not levels:
-        raise GekroError(f"{bench}: no level finished without errors")
+        raise BenchError(f"{bench}: no level finished without errors")
     return max(lv["output_tokens_per_s"] for lv in levels)

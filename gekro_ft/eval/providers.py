@@ -29,13 +29,9 @@ from typing import Any
 import orjson
 
 from gekro_ft.data.conversation import Conversation
-from gekro_ft.errors import GekroError
+from gekro_ft.errors import ProviderError
 from gekro_ft.eval.recordings import Recording, request_key
 from gekro_ft.eval.suite import Endpoint, Generation
-
-
-class ProviderError(GekroError):
-    """A candidate or baseline spec is wrong, or its key or files are missing."""
 
 
 @dataclass

@@ -18,8 +18,8 @@ from typing import Any
 
 from gekro_ft import __version__
 from gekro_ft.data.conversation import Conversation
-from gekro_ft.errors import GekroError
-from gekro_ft.eval.providers import Answer, ProviderError, make_provider, prompt_messages
+from gekro_ft.errors import EvalError, GateError, ProviderError
+from gekro_ft.eval.providers import Answer, make_provider, prompt_messages
 from gekro_ft.eval.suite import Suite
 
 SCHEMA_VERSION = 1
@@ -51,11 +51,11 @@ def load_examples(suite: Suite) -> list[Example]:
         where = f"{path}:{row.line}" if row.line is not None else f"{path} row {row.index}"
         if row.conv is None or has_errors(row.findings):
             first = next(f for f in row.findings if f.severity.value == "error")
-            raise GekroError(f"{where}: {first.code}: {first.message}",
+            raise EvalError(f"{where}: {first.code}: {first.message}",
                              hint=f"check it with: gekro-ft data validate {path}")
         last = row.conv.turns[-1] if row.conv.turns else None
         if last is None or last.role != "assistant" or not last.text.strip():
-            raise GekroError(f"{where}: the last turn must be an assistant answer (the reference)")
+            raise EvalError(f"{where}: the last turn must be an assistant answer (the reference)")
         examples.append(Example(row.index, row.line, row.conv, last.text))
         if suite.limit and len(examples) >= suite.limit:
             break
@@ -137,8 +137,6 @@ def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> d
             return {"verdict": "undecided", "comparisons": [],
                     "reason": f"{side.role}: {side.errors} of {n} requests failed "
                               f"(max_error_rate {suite.max_error_rate:g})"}
-    from gekro_ft.eval.gate import GateError
-
     try:
         v = gate.evaluate(cand.aggregates, base.aggregates if base else None)
     except GateError as e:
@@ -181,7 +179,7 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
     bad = check_references(metrics, [e.reference for e in examples])
     if bad:  # before generating: a broken eval set must not cost an API bill
         i, problem = bad[0]
-        raise GekroError(f"{suite.data_path()}:{examples[i].line}: the reference cannot be scored: {problem}"
+        raise EvalError(f"{suite.data_path()}:{examples[i].line}: the reference cannot be scored: {problem}"
                          + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     started = time.time()
     for side in (cand, base):

@@ -13,15 +13,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gekro_ft.errors import GekroError, RecipeError
+from gekro_ft.config import ConfigKind
+from gekro_ft.errors import GekroError, SuiteError
+
+SUITES = ConfigKind("eval suite", "eval", "GEKRO_FT_SUITES", SuiteError)
 
 
 # Aggregates every side has besides its metrics' (the runner adds them); lower error_rate is better.
 SIDE_AGGREGATES = ("success_rate", "error_rate")
-
-
-class SuiteError(RecipeError):
-    """A suite cannot be found, parsed or validated (every problem listed)."""
 
 
 class _Strict(BaseModel):
@@ -89,19 +88,8 @@ class Suite(_Strict):
         return parse_gate(self.gate)
 
 
-def suites_dir() -> Path:
-    return Path(__file__).resolve().parent.parent.parent / "eval"
-
-
 def find_suite(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = suites_dir() / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    known = sorted(p.stem for p in suites_dir().glob("*.yaml"))
-    raise SuiteError(str(name_or_path), [f"no such suite file or shipped suite (shipped: {', '.join(known) or 'none'})"])
+    return SUITES.find(name_or_path)
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from gekro_ft.errors import PipelineError
-from gekro_ft.yaml_config import apply_overrides, find_config, named_configs, read_mapping
+from gekro_ft.config import ConfigKind
+from gekro_ft.errors import PipelineConfigError
 
-SHIPPED_PIPELINES = Path(__file__).resolve().parent.parent.parent / "pipelines"
+PIPELINES = ConfigKind("pipeline file", "pipelines", "GEKRO_FT_PIPELINES", PipelineConfigError)
+# Names (a recipe, a suite, a profile) stay names; paths are relative to the pipeline file.
+PATH_KEYS = ("data.file", "train.recipe", "eval.suite", "eval.recordings", "serve.profile", "cost.prices")
 
 
 class _Section(BaseModel):
@@ -83,59 +85,16 @@ class Pipeline(_Section):
 
 
 def find_pipeline(name_or_path: str | Path) -> Path:
-    try:
-        path = find_config(name_or_path, [SHIPPED_PIPELINES])
-    except FileNotFoundError:
-        raise PipelineError(f"{name_or_path}: no such file") from None
-    if path is None:
-        known = ", ".join(sorted(named_configs([SHIPPED_PIPELINES]))) or "none"
-        raise PipelineError(f"{name_or_path}: no such pipeline file or shipped pipeline (shipped: {known})")
-    return path
-
-
-def _absolute(value: str | None, base: Path) -> str | None:
-    """A path relative to the pipeline file made absolute; names and URIs left alone."""
-    if value is None or ":" in value or not (value.endswith((".yaml", ".yml", ".jsonl", ".json")) or "/" in value):
-        return value
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
+    return PIPELINES.find(name_or_path)
 
 
 def load_pipeline(name_or_path: str | Path, overrides: list[str] = ()) -> Pipeline:
     """Load, override (``--set stage.key=value``) and validate a pipeline file."""
-    path = find_pipeline(name_or_path)
-    try:
-        doc = read_mapping(path, "stages")
-    except ValueError as e:
-        raise PipelineError(f"{path}: {e}") from None
-    try:
-        apply_overrides(doc, list(overrides))
-    except ValueError as e:
-        raise PipelineError(f"--set {e}") from None
-    try:
-        pipeline = Pipeline.model_validate(doc)
-    except ValidationError as e:
-        raise PipelineError(f"{path}: " + "; ".join(_describe(err) for err in e.errors())) from None
+    pipeline, path = PIPELINES.load(name_or_path, Pipeline, overrides, PATH_KEYS)
     base = path.resolve().parent
-    pipeline.data.file = _absolute(pipeline.data.file, base)
-    pipeline.train.recipe = _absolute(pipeline.train.recipe, base)
-    pipeline.eval.suite = _absolute(pipeline.eval.suite, base)
-    pipeline.eval.recordings = _absolute(pipeline.eval.recordings, base)
     if pipeline.eval.baseline and pipeline.eval.baseline.startswith("recording:"):
-        pipeline.eval.baseline = "recording:" + _absolute(pipeline.eval.baseline.removeprefix("recording:"), base)
-    if pipeline.serve:
-        pipeline.serve.profile = _absolute(pipeline.serve.profile, base)
-    if pipeline.cost:
-        pipeline.cost.prices = _absolute(pipeline.cost.prices, base)
+        recording = Path(pipeline.eval.baseline.removeprefix("recording:")).expanduser()
+        pipeline.eval.baseline = f"recording:{recording if recording.is_absolute() else (base / recording).resolve()}"
     if not Path(pipeline.data.file).is_file():
-        raise PipelineError(f"{path}: data.file: {pipeline.data.file} does not exist")
+        raise PipelineConfigError(str(path), [f"data.file: {pipeline.data.file} does not exist"])
     return pipeline
-
-
-def _describe(err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"]) or "pipeline"
-    if err["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if err["type"] == "missing":
-        return f"{key}: required"
-    return f"{key}: {err['msg'].removeprefix('Value error, ')}"

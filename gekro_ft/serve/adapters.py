@@ -58,7 +58,8 @@ def parse_adapter_option(option: str, served_name: str | None = None) -> tuple[s
 
 def registry_uri_problem(value: str) -> str | None:
     """Why a ``models:/`` reference cannot be used, or None when it can (syntax only: no registry call)."""
-    from gekro_ft.registry import RegistryError, parse_model_uri
+    from gekro_ft.errors import RegistryError
+    from gekro_ft.registry import parse_model_uri
 
     try:
         ref = parse_model_uri(value)

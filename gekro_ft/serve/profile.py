@@ -2,14 +2,14 @@
 
 A profile is YAML validated into :class:`Profile`; unknown keys and bad values are errors
 that name the key, all reported at once. It is found by path, or by name in ``./serve``,
-``$GEKRO_FT_PROFILES`` and the profiles shipped with gekro-ft. Command-line flags override
+``$GEKRO_FT_PROFILES`` and the profiles shipped with gekro-ft; relative adapter directories
+(and a ``./`` base model or vLLM executable) in the file are relative to the file. Command-line flags override
 it (:func:`load_profile`). The API key itself is never part of a profile: the profile names
 the environment variable that holds it, and the key is read at the moment it is needed.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -17,17 +17,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, \
-    model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from gekro_ft.errors import ProfileError
 from gekro_ft.models import DEFAULT_MODEL
 from gekro_ft.serve.adapters import name_problem, registry_uri_problem
 from gekro_ft.serve.vllm import SUPPORTED_LORA_RANKS
-from gekro_ft.yaml_config import find_config, named_configs, read_mapping
+from gekro_ft.config import ConfigKind, resolve_paths, validate
 
-SHIPPED_PROFILES = Path(__file__).resolve().parent.parent.parent / "serve"
-NOT_PROFILES = frozenset({"prices"})  # serve/prices.yaml is the API price table, not a profile
+# serve/prices.yaml is the API price table, not a profile
+PROFILES = ConfigKind("serving profile", "serve", "GEKRO_FT_PROFILES", ProfileError, frozenset({"prices"}))
+PATH_KEYS = ("adapters.*", "base_model?", "vllm.executable?")
+NO_ECHO = ("api_key_env", "vllm.extra_args")  # where a key may have been pasted
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -90,7 +91,7 @@ class Profile(_Section):
     adapters: dict[str, str] = Field(default_factory=dict, description="NAME -> adapter directory or "
                                      "registry reference (models:/NAME@ALIAS, models:/NAME/VERSION); "
                                      "requests pick one with model=NAME. Relative directories are "
-                                     "relative to the working directory.")
+                                     "relative to the profile file.")
     host: str = Field("127.0.0.1", description="Address to listen on; anything but loopback needs an API key.")
     port: int = Field(8000, ge=1, le=65535)
     api_key_env: str | None = Field(None, description="Name of the environment variable that holds "
@@ -191,27 +192,13 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def profile_dirs() -> list[Path]:
-    dirs = [Path("serve")]
-    if os.environ.get("GEKRO_FT_PROFILES"):
-        dirs += [Path(p) for p in os.environ["GEKRO_FT_PROFILES"].split(os.pathsep)]
-    return dirs + [SHIPPED_PROFILES]
-
-
 def list_profiles() -> list[Path]:
-    """Profiles by name, the first directory of :func:`profile_dirs` winning."""
-    return list(named_configs(profile_dirs(), NOT_PROFILES).values())
+    """Profiles by name, the first directory searched winning."""
+    return list(PROFILES.named().values())
 
 
 def find_profile(name_or_path: str) -> Path:
-    try:
-        path = find_config(name_or_path, profile_dirs(), NOT_PROFILES)
-    except FileNotFoundError:
-        raise ProfileError(str(name_or_path), ["no such file"]) from None
-    if path is None:
-        known = ", ".join(sorted(p.stem for p in list_profiles())) or "none"
-        raise ProfileError(name_or_path, [f"no serving profile of that name (known: {known})"])
-    return path
+    return PROFILES.find(name_or_path)
 
 
 def _merge(doc: dict[str, Any], overrides: Mapping[str, Any]) -> None:
@@ -230,39 +217,13 @@ def load_profile(name_or_path: str | None = None, overrides: Mapping[str, Any] |
     """Load a profile (default: the built-in defaults, no file), apply command-line overrides
     (``engine``, ``host``, ``port``, ``adapters`` merged by name, ...) and validate; every
     problem is reported in one ProfileError."""
-    source, doc = "command line", {}
+    source, doc, lines = "command line", {}, {}
     if name_or_path:
         path = find_profile(name_or_path)
-        source = str(path)
-        try:
-            doc = read_mapping(path, "settings")
-        except ValueError as e:
-            raise ProfileError(source, [str(e)]) from None
+        file = PROFILES.read(path)
+        source, doc, lines = str(path), file.doc, file.lines
+        resolve_paths(doc, PATH_KEYS, path.parent)
     _merge(doc, overrides or {})
-    try:
-        profile = Profile.model_validate(doc)
-    except ValidationError as e:
-        raise ProfileError(source, [_describe(err) for err in e.errors()]) from None
+    profile = validate(Profile, doc, source, ProfileError, lines, NO_ECHO)
     profile._source = source
     return profile
-
-
-_SECTIONS: dict[str, type[BaseModel]] = {"": Profile, "vllm": VllmSection, "cpu": CpuSection}
-
-
-def _describe(err: Mapping[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"]]
-    key = ".".join(loc)
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        section = _SECTIONS.get(".".join(loc[:-1]))
-        close = difflib.get_close_matches(loc[-1], list(section.model_fields), n=1) if section else []
-        return f"{key}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
-    if err["type"] == "missing":
-        return f"{key}: required"
-    if not key:
-        return message  # cross-field checks name their keys themselves
-    # Where a key may have been pasted (api_key_env, an --api-key in extra_args), echo nothing.
-    secret = loc[:1] == ["api_key_env"] or loc[:2] == ["vllm", "extra_args"]
-    show = "input" in err and not isinstance(err["input"], (dict, list)) and not secret
-    return f"{key}: {message} (got {err['input']!r})" if show else f"{key}: {message}"

@@ -8,14 +8,14 @@ from pathlib import Path
 import orjson
 
 from gekro_ft.atomic import atomic_directory
-from gekro_ft.errors import GekroError, MissingDependencyError
+from gekro_ft.errors import InputFileError, MissingDependencyError
 from gekro_ft.train.run import MANIFEST
 
 
 def read_manifest(adapter_dir: Path) -> dict:
     path = Path(adapter_dir) / MANIFEST
     if not path.exists():
-        raise GekroError(f"{adapter_dir} has no {MANIFEST}: not an adapter directory written by gekro-ft train")
+        raise InputFileError(adapter_dir, f"no {MANIFEST}: not an adapter directory written by gekro-ft train")
     return orjson.loads(path.read_bytes())
 
 

@@ -23,7 +23,7 @@ import orjson
 import yaml
 
 from gekro_ft.atomic import atomic_directory, write_bytes_atomic
-from gekro_ft.errors import GekroError, PreflightError, TrainingInterrupted
+from gekro_ft.errors import PreflightError, TrainingError, TrainingInterrupted
 from gekro_ft.recipe import Recipe, find_recipe, load_recipe
 
 MANIFEST = "gekro_ft.json"
@@ -91,7 +91,7 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     for key in ("train", "eval"):
         path = getattr(recipe.data, key)
         if path is not None and not Path(path).exists():
-            raise PreflightError(f"data.{key}: no such file {path} (paths are relative to {Path.cwd()})")
+            raise PreflightError(f"data.{key}: no such file {path}")
 
     status(f"resolving {recipe.model.name}")
     model = resolve_model(recipe.model.name)
@@ -235,9 +235,9 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = latest_checkpoint(out) if resume else None
     if resume and checkpoint is None:
-        raise GekroError(f"--resume: no checkpoint in {out / 'checkpoints'}")
+        raise TrainingError(f"--resume: no checkpoint in {out / 'checkpoints'}")
     if not resume and latest_checkpoint(out) is not None:
-        raise GekroError(f"{out} already has checkpoints from an earlier run",
+        raise TrainingError(f"{out} already has checkpoints from an earlier run",
                          hint="add --resume to continue it, or choose another --output-dir")
     write_bytes_atomic(out / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False).encode())
 
