@@ -89,7 +89,7 @@ class _Runner:
 def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
                  say: Callable[[str], None] = print) -> PipelineOutcome:
     """Run (or with ``resume``, continue) ``p`` in ``work``; see the module docstring."""
-    from gekro_ft.train import tracking
+    from gekro_ft import tracking
 
     preflight(p)
     work = Path(work).resolve()
@@ -157,7 +157,7 @@ class _ParentRun:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        from gekro_ft.train import tracking
+        from gekro_ft import tracking
 
         self.client = MlflowClient(tracking_uri=uri)
         if state.parent_run_id:

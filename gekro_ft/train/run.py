@@ -226,7 +226,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     from transformers import PrinterCallback
     from trl import SFTConfig
 
-    from gekro_ft.train import tracking
+    from gekro_ft import tracking
     from gekro_ft.train.backends import BACKENDS
 
     datasets.disable_progress_bars()
