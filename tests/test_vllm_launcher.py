@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gekro_ft.adapter import inspect_adapter
 from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
-from gekro_ft.serve.adapters import inspect_adapter
 from gekro_ft.serve.profile import load_profile
 from gekro_ft.serve.vllm import (ServerInfo, client_host, find_vllm, load_adapter, lora_rank_for,
                                  ready_text, run_vllm, served_models, unload_adapter,

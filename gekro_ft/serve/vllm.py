@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gekro_ft.adapter import AdapterInfo, inspect_adapter
 from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
-from gekro_ft.serve.adapters import AdapterInfo, inspect_adapter, name_problem, prepare_adapters, \
-    resolve_adapter
+from gekro_ft.serve.adapters import name_problem, prepare_adapters, resolve_adapter
 
 if TYPE_CHECKING:
     from gekro_ft.serve.profile import Profile

@@ -5,18 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import orjson
-
+from gekro_ft.adapter import read_manifest, write_manifest
 from gekro_ft.atomic import atomic_directory
-from gekro_ft.errors import GekroError, MissingDependencyError
-from gekro_ft.train.run import MANIFEST
-
-
-def read_manifest(adapter_dir: Path) -> dict:
-    path = Path(adapter_dir) / MANIFEST
-    if not path.exists():
-        raise GekroError(f"{adapter_dir} has no {MANIFEST}: not an adapter directory written by gekro-ft train")
-    return orjson.loads(path.read_bytes())
+from gekro_ft.errors import MissingDependencyError
 
 
 def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
@@ -41,8 +32,7 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST).write_bytes(orjson.dumps({**manifest, "merged_from": str(adapter_dir), "dtype": dtype},
-                                                  option=orjson.OPT_INDENT_2))
+        write_manifest(tmp, {**manifest, "merged_from": str(adapter_dir), "dtype": dtype})
     return out_dir
 
 

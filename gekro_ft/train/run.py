@@ -22,11 +22,10 @@ from typing import Any, Callable
 import orjson
 import yaml
 
+from gekro_ft.adapter import write_manifest
 from gekro_ft.atomic import atomic_directory, write_bytes_atomic
 from gekro_ft.errors import GekroError, PreflightError, TrainingInterrupted
 from gekro_ft.recipe import Recipe, find_recipe, load_recipe
-
-MANIFEST = "gekro_ft.json"
 
 
 @dataclass
@@ -345,5 +344,5 @@ def _save_adapter(model: Any, tokenizer: Any, plan: Plan, run_id: str, metrics: 
             "versions": _versions(), "mlflow_run_id": run_id, "metrics": metrics,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        (tmp / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        write_manifest(tmp, manifest)
     return target
