@@ -303,7 +303,7 @@ class _Stages:
         """serve the champion and measure it under load"""
         from gekro_ft.eval.suite import load_suite
         from gekro_ft.serve.profile import load_profile
-        from gekro_ft.serve.vllm import stop_process, wait_healthy
+        from gekro_ft.process import stop_process, wait_healthy
 
         s, b = self.p.serve, self.p.bench
         promotion = self.state.stages["eval"].get("promotion") or {}

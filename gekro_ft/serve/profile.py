@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from gekro_ft.errors import ProfileError
 from gekro_ft.models import DEFAULT_MODEL
 from gekro_ft.serve.adapters import name_problem, registry_uri_problem
-from gekro_ft.serve.vllm import SUPPORTED_LORA_RANKS
+from gekro_ft.serve.lora import SUPPORTED_LORA_RANKS
 from gekro_ft.yaml_config import find_config, named_configs, read_mapping
 
 SHIPPED_PROFILES = Path(__file__).resolve().parent.parent.parent / "serve"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import resource
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from gekro_ft.adapter import write_manifest
 from gekro_ft.atomic import atomic_directory, write_bytes_atomic
 from gekro_ft.errors import GekroError, PreflightError, TrainingInterrupted
+from gekro_ft.process import StopOnSignal
 from gekro_ft.recipe import Recipe, find_recipe, load_recipe
 
 
@@ -161,29 +161,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-class _StopOnSignal:
-    """SIGINT/SIGTERM ask the trainer to save a checkpoint and stop at the end of the step."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _callbacks(stopper: _StopOnSignal, mlflow: Any, device: str, history: list,
+def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
                on_progress: Callable[[dict], None] | None):
     from transformers import TrainerCallback
 
@@ -279,7 +257,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
         trainer = trainer_class(model=model, args=args, processing_class=tokenizer, data_collator=collator,
                                 train_dataset=train_set, eval_dataset=eval_set)
         trainer.remove_callback(PrinterCallback)  # our progress bar shows the logs
-        with _StopOnSignal() as stopper:
+        with StopOnSignal() as stopper:
             for cb in _callbacks(stopper, mlflow, plan.device, history, on_progress):
                 trainer.add_callback(cb)
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
