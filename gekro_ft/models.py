@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gekro_ft.errors import MissingDependencyError, ModelNotFoundError
+from gekro_ft.runtime import is_transformers_available
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -62,7 +63,7 @@ def bundled_gguf(name: str) -> Path:
 
 
 def _require_transformers() -> None:
-    if importlib.util.find_spec("transformers") is None:
+    if not is_transformers_available():
         raise MissingDependencyError("this needs transformers", hint="pip install 'gekro-ft'")
 
 

@@ -9,7 +9,6 @@ engine-neutral (:mod:`gekro_ft.process`); so is the ready message (:mod:`gekro_f
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import shutil
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from gekro_ft.adapter import AdapterInfo, inspect_adapter
 from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
 from gekro_ft.process import ForwardSignals, server_root, stop_process, strip_v1, wait_healthy
+from gekro_ft.runtime import is_vllm_available
 from gekro_ft.serve.adapters import name_problem, prepare_adapters, resolve_adapter
 from gekro_ft.serve.lora import lora_rank_for
 from gekro_ft.serve.ready import ServerInfo, ready_text
@@ -108,7 +108,7 @@ def find_vllm(executable: str = "vllm", path: str | None = None) -> str:
     found = shutil.which(executable, path=path)
     if found:
         return found
-    if importlib.util.find_spec("vllm") is not None:
+    if is_vllm_available():
         hint = (f"vllm is importable here but no {executable!r} command is on PATH: "
                 "activate its environment or set vllm.executable in the profile")
     else:

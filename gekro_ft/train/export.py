@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from gekro_ft.adapter import read_manifest, write_manifest
 from gekro_ft.atomic import atomic_directory
 from gekro_ft.errors import MissingDependencyError
+from gekro_ft.runtime import is_unsloth_available
 
 
 def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
@@ -38,7 +38,7 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
 
 def export_gguf(adapter_dir: str | Path, out_dir: str | Path, quantization: str = "q4_k_m") -> Path:
     """GGUF through Unsloth's exporter (it drives llama.cpp's converter); needs unsloth and CUDA."""
-    if importlib.util.find_spec("unsloth") is None:
+    if not is_unsloth_available():
         raise MissingDependencyError("GGUF export uses Unsloth", hint="pip install 'gekro-ft[unsloth]' on a CUDA machine")
     from unsloth import FastLanguageModel
 

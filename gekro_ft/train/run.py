@@ -59,16 +59,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def resolve_dtype(name: str, device: str) -> str:
-    if name != "auto":
-        return name
-    if device.startswith("cuda"):
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
 def latest_checkpoint(output_dir: Path) -> Path | None:
     ckpts = [p for p in (output_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
@@ -79,7 +69,8 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     """Validate data and memory before anything heavy; return the plan, tokenizer and prepared data."""
     from gekro_ft.data.validate import validate_file
     from gekro_ft.models import load_tokenizer, resolve_model
-    from gekro_ft.train.backends import choose_backend, cuda_available
+    from gekro_ft.runtime import best_device, resolve_dtype
+    from gekro_ft.train.backends import choose_backend
     from gekro_ft.train.dataset import prepare_data
     from gekro_ft.train.preflight import (Settings, available_memory, estimate, model_shape, suggestions,
                                           unpackable_layers)
@@ -114,7 +105,7 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
         raise PreflightError(f"data.train ({recipe.data.train}) has no trainable rows")
 
     backend, reason = choose_backend(recipe.train.backend)
-    device = "cuda" if backend == "unsloth" or cuda_available() else "cpu"
+    device = "cuda" if backend == "unsloth" else best_device()
     dtype = resolve_dtype(recipe.model.dtype, device)
     if recipe.model.load_in_4bit is False and device == "cpu" and dtype != "float32":
         raise PreflightError(f"model.dtype={dtype} on CPU: use float32")
