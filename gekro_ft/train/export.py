@@ -15,19 +15,17 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
 
     The base is loaded unquantized: merging into 4-bit weights would round the update away.
     """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from gekro_ft.models import resolve_model
+    from gekro_ft.models import load_model, resolve_model
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     manifest = read_manifest(adapter_dir)
     base = manifest["base_model"]
     # the bundled model's directory is machine-specific: resolve it again here
     source = base["source"] if base["kind"] == "local" else resolve_model(base["name"]).source
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    # on the CPU: RAM usually holds an unquantized base in float32 where GPU memory would not
+    merged = load_model(source, {"default": adapter_dir}, device="cpu", dtype=dtype).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp)
