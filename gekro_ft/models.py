@@ -1,4 +1,5 @@
-"""Resolving a base model or tokenizer: a bundled default, a local directory, or a Hugging Face id.
+"""Resolving a base model or tokenizer (a bundled default, a local directory, or a Hugging Face id),
+and loading a base model with its adapters for inference.
 
 Nothing here downloads unless the Hugging Face client is allowed to (``HF_HUB_OFFLINE``
 unset); the bundled default never needs the network. transformers is imported inside
@@ -11,11 +12,13 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gekro_ft.errors import MissingDependencyError, ModelNotFoundError
+from gekro_ft.runtime import best_device, default_inference_dtype, is_transformers_available
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -62,7 +65,7 @@ def bundled_gguf(name: str) -> Path:
 
 
 def _require_transformers() -> None:
-    if importlib.util.find_spec("transformers") is None:
+    if not is_transformers_available():
         raise MissingDependencyError("this needs transformers", hint="pip install 'gekro-ft'")
 
 
@@ -158,6 +161,32 @@ def resolve_model(name: str) -> ResolvedModel:
         raise ModelNotFoundError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
                                  hint=f"download it first (hf download {name}) or pass a local directory")
     return ResolvedModel(name, name, "hub", name)
+
+
+def load_model(base_source: str, adapters: Mapping[str, str | Path] | None = None, *,
+               device: str | None = None, dtype: str | None = None) -> Any:
+    """The base model at ``base_source`` (a directory or Hub id, e.g. ``resolve_model(...).source``)
+    in eval mode on ``device`` in ``dtype``, with each of ``adapters`` (name -> directory)
+    attached through PEFT, the first one active.
+
+    Defaults are the machine's: the best device (``runtime.best_device``) and its inference dtype
+    (bfloat16 on CUDA that supports it, float32 on CPU). The base is loaded unquantized.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = device or best_device()
+    dtype = dtype or default_inference_dtype(device)
+    model = AutoModelForCausalLM.from_pretrained(base_source, dtype=getattr(torch, dtype),
+                                                 device_map={"": device})
+    if adapters:
+        from peft import PeftModel
+
+        (first, path), *rest = adapters.items()
+        model = PeftModel.from_pretrained(model, str(path), adapter_name=first)
+        for name, path in rest:
+            model.load_adapter(str(path), adapter_name=name)
+    return model.eval()
 
 
 def load_tokenizer(model: str, chat_template: str | None = None) -> Any:

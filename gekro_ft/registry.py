@@ -47,7 +47,7 @@ def parse_model_uri(uri: str) -> ModelRef:
 def client() -> Any:
     from mlflow import MlflowClient
 
-    from gekro_ft.train.tracking import tracking_uri
+    from gekro_ft.tracking import tracking_uri
 
     return MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
 
@@ -64,7 +64,7 @@ def _get_version(c: Any, ref: ModelRef) -> Any:
 
 
 def _where() -> str:
-    from gekro_ft.train.tracking import tracking_uri
+    from gekro_ft.tracking import tracking_uri
 
     uri = tracking_uri()
     return re.sub(r"//[^/@]*@", "//***@", uri)  # a URI can carry credentials

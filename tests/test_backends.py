@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
+from gekro_ft import runtime
 from gekro_ft.errors import MissingDependencyError
 from gekro_ft.train import backends
 
@@ -15,10 +14,8 @@ def machine(monkeypatch):
     """Pretend about what cannot exist here (a CUDA device, unsloth); the choice logic is real."""
 
     def set_(cuda: bool, unsloth: bool):
-        real = importlib.util.find_spec
-        monkeypatch.setattr(backends, "cuda_available", lambda: cuda)
-        monkeypatch.setattr(backends.importlib.util, "find_spec",
-                            lambda name, *a: (object() if unsloth else None) if name == "unsloth" else real(name, *a))
+        monkeypatch.setattr(runtime, "cuda_available", lambda: cuda)
+        monkeypatch.setattr(runtime, "is_unsloth_available", lambda: unsloth)
 
     return set_
 

@@ -15,7 +15,7 @@ def store(tmp_path, monkeypatch):
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("tests")
-    from gekro_ft.train.tracking import register_adapter
+    from gekro_ft.tracking import register_adapter
 
     versions = []
     for i in range(3):

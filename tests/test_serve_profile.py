@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gekro_ft.adapter import inspect_adapter
 from gekro_ft.cli.errors import exit_for
 from gekro_ft.errors import InputFileError, ProfileError
 from gekro_ft.models import cache_root
-from gekro_ft.serve.adapters import (check_adapters_match, inspect_adapter, parse_adapter_option,
-                                     prepare_adapters, resolve_adapter)
 from gekro_ft.config import shipped
+from gekro_ft.serve.adapters import (check_adapters_match, parse_adapter_option, prepare_adapters,
+                                     resolve_adapter)
 from gekro_ft.serve.profile import is_loopback, list_profiles, load_profile
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,11 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gekro_ft.adapter import inspect_adapter
 from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
-from gekro_ft.serve.adapters import inspect_adapter
+from gekro_ft.process import client_host
+from gekro_ft.serve.lora import lora_rank_for
 from gekro_ft.serve.profile import load_profile
-from gekro_ft.serve.vllm import (ServerInfo, client_host, find_vllm, load_adapter, lora_rank_for,
-                                 ready_text, run_vllm, served_models, unload_adapter,
+from gekro_ft.serve.ready import ServerInfo, ready_text
+from gekro_ft.serve.vllm import (find_vllm, load_adapter, run_vllm, served_models, unload_adapter,
                                  vllm_adapter_problems, vllm_command, vllm_env)
 from tests.serving import free_port
 from tests.test_serve_profile import SHIPPED, fake_adapter

@@ -23,7 +23,7 @@ def maybe_run(doc: dict[str, Any]) -> Iterator[Callable[[Path], None]]:
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         yield lambda _: None
         return
-    from gekro_ft.train import tracking
+    from gekro_ft import tracking
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow = tracking.setup(EXPERIMENT)

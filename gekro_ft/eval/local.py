@@ -11,19 +11,19 @@ from gekro_ft.data.conversation import Conversation
 class LocalGenerator:
     """Greedy generation for eval prompts: the conversation up to its last assistant turn."""
 
-    def __init__(self, base_source: str, adapter_dir: str | Path | None = None, device: str = "cpu"):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, base_source: str, adapter_dir: str | Path | None = None, device: str | None = None,
+                 dtype: str | None = None):
+        """``device`` and ``dtype`` default to the machine's best (see :func:`gekro_ft.models.load_model`)."""
+        from transformers import AutoTokenizer
 
+        from gekro_ft.models import load_model
+        from gekro_ft.runtime import best_device
+
+        self.device = device or best_device()
         self.tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir or base_source))
         self.tokenizer.padding_side = "left"  # generation continues from the right edge
-        model = AutoModelForCausalLM.from_pretrained(base_source, dtype=torch.float32).to(device)
-        if adapter_dir is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(adapter_dir))
-        self.model = model.eval()
-        self.device = device
+        adapters = {"default": adapter_dir} if adapter_dir is not None else None
+        self.model = load_model(base_source, adapters, device=self.device, dtype=dtype)
 
     def prompt(self, conv: Conversation) -> str:
         messages = conv.messages()

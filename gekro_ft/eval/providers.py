@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from gekro_ft.adapter import adapter_base, read_manifest
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.errors import ProviderError
 from gekro_ft.eval.recordings import Recording, request_key
@@ -64,7 +63,7 @@ class LocalProvider:
 
     def __init__(self, base_model: str, adapter_dir: Path | None, label: str, batch_size: int = 8):
         self.base_model, self.adapter_dir, self.label, self.batch_size = base_model, adapter_dir, label, batch_size
-        self.manifest = _manifest(adapter_dir) if adapter_dir else {}
+        self.manifest = read_manifest(adapter_dir, missing_ok=True) if adapter_dir else {}
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "spec": self.label, "base_model": self.base_model,
@@ -92,21 +91,11 @@ class LocalProvider:
         return answers
 
 
-def _manifest(adapter_dir: Path) -> dict[str, Any]:
-    from gekro_ft.train.run import MANIFEST
-
-    path = Path(adapter_dir) / MANIFEST
-    return orjson.loads(path.read_bytes()) if path.exists() else {}
-
-
-def _adapter_base(adapter_dir: Path) -> str:
-    manifest = _manifest(adapter_dir)
-    if manifest.get("base_model", {}).get("name"):
-        return manifest["base_model"]["name"]
-    config = Path(adapter_dir) / "adapter_config.json"
-    base = orjson.loads(config.read_bytes()).get("base_model_name_or_path")
+def _require_base(adapter_dir: Path) -> str:
+    """The adapter's base model (see gekro_ft.adapter), or a ProviderError when it names none."""
+    base = adapter_base(adapter_dir)
     if not base:
-        raise ProviderError(f"{config} does not name its base model")
+        raise ProviderError(f"{Path(adapter_dir) / 'adapter_config.json'} does not name its base model")
     return base
 
 
@@ -269,10 +258,10 @@ def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_d
         from gekro_ft.registry import download_adapter
 
         adapter = download_adapter(spec)
-        return LocalProvider(_adapter_base(adapter), adapter, spec)
+        return LocalProvider(_require_base(adapter), adapter, spec)
     path = Path(spec)
     if (path / "adapter_config.json").is_file():
-        return LocalProvider(_adapter_base(path), path, spec)
+        return LocalProvider(_require_base(path), path, spec)
     if path.is_dir():
         raise ProviderError(f"{path} is not an adapter directory (no adapter_config.json)",
                             hint="for a plain model use base:DIR")

@@ -13,7 +13,7 @@ def log_eval(report: dict[str, Any], paths: dict[str, Path], training_run_id: st
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from gekro_ft.train.tracking import parent_tags, setup, tracking_uri
+    from gekro_ft.tracking import parent_tags, setup, tracking_uri
 
     mlflow = setup(EXPERIMENT)
     suite, gate = report["suite"], report["gate"]

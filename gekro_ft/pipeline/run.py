@@ -89,7 +89,7 @@ class _Runner:
 def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
                  say: Callable[[str], None] = print) -> PipelineOutcome:
     """Run (or with ``resume``, continue) ``p`` in ``work``; see the module docstring."""
-    from gekro_ft.train import tracking
+    from gekro_ft import tracking
 
     preflight(p)
     work = Path(work).resolve()
@@ -157,7 +157,7 @@ class _ParentRun:
         from mlflow import MlflowClient
         from mlflow.entities import Param
 
-        from gekro_ft.train import tracking
+        from gekro_ft import tracking
 
         self.client = MlflowClient(tracking_uri=uri)
         if state.parent_run_id:
@@ -268,11 +268,11 @@ class _Stages:
 
     def train(self) -> dict[str, Any]:
         """QLoRA training from the recipe (continues from its newest checkpoint)"""
-        from gekro_ft.train.run import MANIFEST, latest_checkpoint
+        from gekro_ft.adapter import MANIFEST, read_manifest
+        from gekro_ft.train.run import latest_checkpoint
 
         out = self.work / "train"
-        manifest = out / "adapter" / MANIFEST
-        if not manifest.exists():  # else it finished before a kill reached the state file
+        if not (out / "adapter" / MANIFEST).exists():  # else it finished before a kill reached the state file
             data = self.work / "data"
             args = ["train", self.p.train.recipe, "--output-dir", out, "--set", f"data.train={data / 'train.jsonl'}",
                     "--set", "data.eval_frac=null", "--set", f"data.eval={data / 'eval.jsonl'}"]
@@ -281,8 +281,8 @@ class _Stages:
                 self.say(f"    resuming from {latest_checkpoint(out).name}")
                 args.append("--resume")
             self._gekro(args)
-        m = orjson.loads(manifest.read_bytes())
-        return {"adapter": str(manifest.parent), "run_id": m.get("mlflow_run_id"),
+        m = read_manifest(out / "adapter")
+        return {"adapter": str(out / "adapter"), "run_id": m.get("mlflow_run_id"),
                 "registered_model": m["recipe"]["tracking"].get("registered_model")}
 
     def eval(self) -> dict[str, Any]:
@@ -303,7 +303,7 @@ class _Stages:
         """serve the champion and measure it under load"""
         from gekro_ft.eval.suite import load_suite
         from gekro_ft.serve.profile import load_profile
-        from gekro_ft.serve.vllm import stop_process, wait_healthy
+        from gekro_ft.process import stop_process, wait_healthy
 
         s, b = self.p.serve, self.p.bench
         promotion = self.state.stages["eval"].get("promotion") or {}
@@ -355,9 +355,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _summary(p: Pipeline, work: Path, state: PipelineState, tracking_uri: str, seconds: float) -> dict[str, Any]:
     """Everything the summary shows, read back from what the stages wrote."""
-    from gekro_ft.train.run import MANIFEST
+    from gekro_ft.adapter import read_manifest
 
-    manifest = _read(work / "train" / "adapter" / MANIFEST)
+    manifest = read_manifest(work / "train" / "adapter", missing_ok=True)
     report = _read(work / "eval" / "report.json")
     cost = _read(work / "cost" / "cost.json")
     sides, gate = report.get("sides", {}), report.get("gate", {})

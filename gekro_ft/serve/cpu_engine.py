@@ -73,26 +73,20 @@ class CPUEngine:
     def __init__(self, base_source: str, adapters: dict[str, Path] | None = None, *,
                  max_batch_size: int = 8, batch_wait_ms: float = 10.0, max_waiting: int = 1024,
                  dtype: str = "float32"):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from gekro_ft.models import load_model
 
         self.tokenizer = AutoTokenizer.from_pretrained(base_source)
         self.templates = {BASE: self.tokenizer}
-        model = AutoModelForCausalLM.from_pretrained(base_source, dtype=getattr(torch, dtype))
         adapters = dict(adapters or {})
-        if adapters:
-            from peft import PeftModel
-
-            first, *rest = adapters.items()
-            model = PeftModel.from_pretrained(model, str(first[1]), adapter_name=first[0])
-            for name, path in rest:
-                model.load_adapter(str(path), adapter_name=name)
-            for name, path in adapters.items():  # an adapter may carry its own chat template
-                if (Path(path) / "tokenizer_config.json").exists():
-                    self.templates[name] = AutoTokenizer.from_pretrained(str(path))
-        self.model = model.eval()
+        for name, path in adapters.items():  # an adapter may carry its own chat template
+            if (Path(path) / "tokenizer_config.json").exists():
+                self.templates[name] = AutoTokenizer.from_pretrained(str(path))
+        # the engine's tensors are built on the CPU: the model stays there, in the configured dtype
+        self.model = load_model(base_source, adapters, device="cpu", dtype=dtype)
         self.adapters = list(adapters)
-        self.max_context = int(getattr(model.config, "max_position_embeddings", 2048))
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.eos_ids = self._eos_ids()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.max_batch_size = max_batch_size

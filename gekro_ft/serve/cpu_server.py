@@ -14,13 +14,12 @@ def run_cpu_server(base_model: str, adapters: dict[str, Path], *, host: str = "1
     import uvicorn
 
     from gekro_ft.models import resolve_model
+    from gekro_ft.process import server_root
     from gekro_ft.serve.cpu_engine import CPUEngine
     from gekro_ft.serve.openai_api import create_app
 
     engine = CPUEngine(resolve_model(base_model).source, adapters, max_batch_size=max_batch_size,
                        batch_wait_ms=batch_wait_ms, dtype=dtype)
-    from gekro_ft.serve.vllm import server_root
-
     url = server_root(host, port) + "/v1"  # what a client dials, also when bound to 0.0.0.0
     app = create_app(engine, served_name or base_model, api_key, max_tokens_limit,
                      on_ready=(lambda: on_ready(url)) if on_ready else None)

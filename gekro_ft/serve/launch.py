@@ -18,7 +18,7 @@ def serve(profile: Profile, say: Callable[[str], None] | None = None) -> int:
         return run_vllm(profile, say=say)
     from gekro_ft.serve.adapters import prepare_adapters
     from gekro_ft.serve.cpu_server import run_cpu_server
-    from gekro_ft.serve.vllm import ServerInfo, ready_text
+    from gekro_ft.serve.ready import ServerInfo, ready_text
 
     infos = prepare_adapters(profile.base_model, profile.adapters, check_base=profile.check_adapter_base,
                              source=profile.source)

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from gekro_ft.errors import ProfileError
 from gekro_ft.models import DEFAULT_MODEL
 from gekro_ft.serve.adapters import name_problem, registry_uri_problem
-from gekro_ft.serve.vllm import SUPPORTED_LORA_RANKS
 from gekro_ft.config import ConfigKind, resolve_paths, validate
+from gekro_ft.serve.lora import SUPPORTED_LORA_RANKS
 
 # serve/prices.yaml is the API price table, not a profile
 PROFILES = ConfigKind("serving profile", "serve", "GEKRO_FT_PROFILES", ProfileError, frozenset({"prices"}))

@@ -3,52 +3,34 @@ healthy, say how to call it, pass on signals, and load or unload adapters at run
 
 The API key never goes on the command line (``ps`` would show it to every user of the
 machine): the child gets it in ``VLLM_API_KEY``, which vLLM reads when ``--api-key`` is not
-given. The second half of this module (waiting for ``/health``, the ready message, signal
-forwarding, stopping a process group) does not depend on vLLM; the CPU engine's launcher can
-use it as it is.
+given. Waiting for ``/health``, signal forwarding and stopping a process group are
+engine-neutral (:mod:`gekro_ft.process`); so is the ready message (:mod:`gekro_ft.serve.ready`).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gekro_ft.adapter import AdapterInfo, inspect_adapter
 from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
-from gekro_ft.serve.adapters import AdapterInfo, inspect_adapter, name_problem, prepare_adapters, \
-    resolve_adapter
+from gekro_ft.process import ForwardSignals, server_root, stop_process, strip_v1, wait_healthy
+from gekro_ft.runtime import is_vllm_available
+from gekro_ft.serve.adapters import name_problem, prepare_adapters, resolve_adapter
+from gekro_ft.serve.lora import lora_rank_for
+from gekro_ft.serve.ready import ServerInfo, ready_text
 
 if TYPE_CHECKING:
     from gekro_ft.serve.profile import Profile
 
-# vLLM's LoRAConfig accepts only these max_lora_rank values (vllm/config/lora.py, MaxLoRARanks).
-SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 KEY_VAR = "VLLM_API_KEY"
 RUNTIME_LORA_VAR = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
-
-
-def lora_rank_for(ranks: Iterable[int]) -> int | None:
-    """The smallest rank vLLM supports that holds every rank given (None for none given)."""
-    ranks = list(ranks)
-    if not ranks:
-        return None
-    largest = max(ranks)
-    for supported in SUPPORTED_LORA_RANKS:
-        if supported >= largest:
-            return supported
-    raise ProfileError("adapters", [f"rank {largest} is above {SUPPORTED_LORA_RANKS[-1]}, "
-                                    "the largest LoRA rank vLLM serves"])
 
 
 def vllm_adapter_problems(adapters: Mapping[str, AdapterInfo]) -> list[str]:
@@ -126,7 +108,7 @@ def find_vllm(executable: str = "vllm", path: str | None = None) -> str:
     found = shutil.which(executable, path=path)
     if found:
         return found
-    if importlib.util.find_spec("vllm") is not None:
+    if is_vllm_available():
         hint = (f"vllm is importable here but no {executable!r} command is on PATH: "
                 "activate its environment or set vllm.executable in the profile")
     else:
@@ -248,7 +230,7 @@ class _StopWaiting(Exception):
 def _post_lora(url: str, endpoint: str, body: dict[str, str], api_key: str | None, timeout: float) -> str:
     import httpx
 
-    target = f"{_strip_v1(url)}/v1/{endpoint}"
+    target = f"{strip_v1(url)}/v1/{endpoint}"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.post(target, json=body, headers=headers, timeout=timeout)
@@ -282,175 +264,18 @@ def _error_message(response: Any) -> str:
     return str(body)[:500]
 
 
-# --- Engine-neutral: readiness, the ready message, signals, stopping -----------------------
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """What a client needs to call a server that just became ready."""
-
-    base_url: str  # what an OpenAI client takes: http://HOST:PORT/v1
-    models: list[str]  # as /v1/models lists them: the base, then the adapters
-    example_model: str  # the model the examples ask for (the first adapter, else the base)
-    key_env: str | None  # the variable holding the API key; None when the server wants none
-    listening_on: str  # HOST:PORT as bound
-
-
-def client_host(host: str) -> str:
-    """The address a local client uses to reach a server bound to ``host``."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host in ("::", "[::]"):
-        return "[::1]"
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def server_root(host: str, port: int) -> str:
-    return f"http://{client_host(host)}:{port}"
-
-
-def _strip_v1(url: str) -> str:
-    url = url.rstrip("/")
-    return url[:-3] if url.endswith("/v1") else url
-
-
-def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None, *,
-                 on_progress: Callable[[float], None] | None = None, interval: float = 0.5) -> float:
-    """Poll ``URL/health`` until it answers 200; returns the seconds waited.
-
-    ``url`` is the server's root (``http://127.0.0.1:8000``; a trailing ``/v1`` is ignored).
-    Raises ServeError when ``proc`` exits first or ``timeout`` seconds pass. ``on_progress``
-    gets the seconds elapsed after each failed poll.
-    """
-    import httpx
-
-    health = f"{_strip_v1(url)}/health"
-    start = time.monotonic()
-    # trust_env off: a proxy from the environment must not stand between us and our own server.
-    with httpx.Client(timeout=5.0, trust_env=False) as client:
-        while True:
-            if proc is not None and proc.poll() is not None:
-                raise ServeError(f"the server exited with code {proc.returncode} before {health} answered",
-                                 hint="its log says why (out of GPU memory, a model it cannot find, a bad flag...)")
-            try:
-                if client.get(health).status_code == 200:
-                    return time.monotonic() - start
-            except httpx.TransportError:
-                pass
-            elapsed = time.monotonic() - start
-            if elapsed > timeout:
-                raise ServeError(f"{health} did not answer 200 within {timeout:.0f} s",
-                                 hint="a large model can take minutes to load; raise the timeout")
-            if on_progress:
-                on_progress(elapsed)
-            time.sleep(interval)
-
+# --- Talking to a running server -----------------------------------------------------------
 
 def served_models(url: str, api_key: str | None = None) -> list[str]:
     """The model ids ``URL/v1/models`` lists."""
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    response = httpx.get(f"{_strip_v1(url)}/v1/models", headers=headers, timeout=30.0, trust_env=False)
+    response = httpx.get(f"{strip_v1(url)}/v1/models", headers=headers, timeout=30.0, trust_env=False)
     if response.status_code != 200:
-        raise ServeError(f"{_strip_v1(url)}/v1/models answered HTTP {response.status_code}: "
+        raise ServeError(f"{strip_v1(url)}/v1/models answered HTTP {response.status_code}: "
                          f"{_error_message(response)}")
     return [m["id"] for m in response.json().get("data", [])]
-
-
-def ready_text(info: ServerInfo) -> str:
-    """The endpoint and a request to paste (curl and Python), with ``$VAR`` for the key, never its value."""
-    payload = json.dumps({"model": info.example_model, "max_tokens": 64,
-                          "messages": [{"role": "user", "content": "Say hello in five words."}]})
-    auth = f' \\\n  -H "Authorization: Bearer ${info.key_env}"' if info.key_env else ""
-    key_expr = f'os.environ["{info.key_env}"]' if info.key_env else '"none"'  # the client wants some string
-    lines = [
-        f"Serving {', '.join(info.models)} at {info.base_url} (listening on {info.listening_on}"
-        + (f", API key from ${info.key_env})" if info.key_env else ", no API key)"),
-        "",
-        f"curl {info.base_url}/chat/completions \\",
-        f'  -H "Content-Type: application/json"{auth} \\',
-        f"  -d {shlex.quote(payload)}",
-        "",
-        "python - <<'EOF'",
-        "import os",
-        "from openai import OpenAI",
-        f'client = OpenAI(base_url="{info.base_url}", api_key={key_expr})',
-        f"reply = client.chat.completions.create(model={info.example_model!r}, max_tokens=64,",
-        '    messages=[{"role": "user", "content": "Say hello in five words."}])',
-        "print(reply.choices[0].message.content)",
-        "EOF",
-    ]
-    return "\n".join(lines)
-
-
-class ForwardSignals:
-    """While active, SIGINT and SIGTERM sent to this process go to ``proc`` (a second one
-    kills its process group). Handlers can only be set from the main thread; elsewhere this
-    does nothing and signals keep their usual effect."""
-
-    def __init__(self, proc: subprocess.Popen, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
-        self.proc, self.signals = proc, signals
-        self.signum: int | None = None  # the first signal passed on
-        self.at: float | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> ForwardSignals:
-        if threading.current_thread() is threading.main_thread():
-            for s in self.signals:
-                self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.proc.poll() is not None:
-            return
-        if self.signum is None:
-            self.signum, self.at = signum, time.monotonic()
-            self.proc.send_signal(signum)
-        else:
-            kill_group(self.proc)
-
-    def wait(self, grace: float) -> int:
-        """Wait for ``proc`` to exit, killing it ``grace`` seconds after a signal was passed on;
-        returns its exit code (128 + N when signal N ended it)."""
-        while True:
-            try:
-                return exit_code(self.proc.wait(timeout=0.5))
-            except subprocess.TimeoutExpired:
-                if self.at is not None and time.monotonic() - self.at > grace:
-                    kill_group(self.proc)
-
-
-def exit_code(returncode: int) -> int:
-    """A shell's exit status for a child's return code (Popen reports signal N as -N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL ``proc`` and, when it leads a process group of its own (``start_new_session``),
-    everything in that group (vLLM's engine and worker processes)."""
-    try:
-        if hasattr(os, "killpg") and os.getpgid(proc.pid) == proc.pid:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
-    """SIGTERM, then SIGKILL to its group after ``grace`` seconds; nothing when it has exited."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            proc.wait()
 
 
 def _say(message: str) -> None:

@@ -6,9 +6,9 @@ GPU-only libraries are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any, Protocol
 
+from gekro_ft import runtime
 from gekro_ft.errors import MissingDependencyError
 from gekro_ft.models import ResolvedModel
 from gekro_ft.recipe import Recipe
@@ -24,16 +24,10 @@ class Backend(Protocol):
         """Return a PEFT model with LoRA adapters attached, on ``device``."""
 
 
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def choose_backend(requested: str) -> tuple[str, str]:
     """(backend, why) for ``train.backend``: auto prefers Unsloth when it can run."""
-    has_unsloth = importlib.util.find_spec("unsloth") is not None
-    cuda = cuda_available()
+    has_unsloth = runtime.is_unsloth_available()
+    cuda = runtime.cuda_available()
     if requested == "hf":
         return "hf", "train.backend is hf"
     if requested == "unsloth":
@@ -61,7 +55,7 @@ class HFBackend:
 
         quant = None
         if recipe.model.load_in_4bit:
-            if importlib.util.find_spec("bitsandbytes") is None:
+            if not runtime.is_bitsandbytes_available():
                 raise MissingDependencyError("model.load_in_4bit needs bitsandbytes", hint="pip install bitsandbytes")
             from transformers import BitsAndBytesConfig
 

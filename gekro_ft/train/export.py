@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-import orjson
-
+from gekro_ft.adapter import read_manifest, write_manifest
 from gekro_ft.atomic import atomic_directory
-from gekro_ft.errors import InputFileError, MissingDependencyError
-from gekro_ft.train.run import MANIFEST
-
-
-def read_manifest(adapter_dir: Path) -> dict:
-    path = Path(adapter_dir) / MANIFEST
-    if not path.exists():
-        raise InputFileError(adapter_dir, f"no {MANIFEST}: not an adapter directory written by gekro-ft train")
-    return orjson.loads(path.read_bytes())
+from gekro_ft.errors import MissingDependencyError
+from gekro_ft.runtime import is_unsloth_available
 
 
 def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> Path:
@@ -24,31 +15,28 @@ def export_merged(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "fl
 
     The base is loaded unquantized: merging into 4-bit weights would round the update away.
     """
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from gekro_ft.models import resolve_model
+    from gekro_ft.models import load_model, resolve_model
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     manifest = read_manifest(adapter_dir)
     base = manifest["base_model"]
     # the bundled model's directory is machine-specific: resolve it again here
     source = base["source"] if base["kind"] == "local" else resolve_model(base["name"]).source
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
-    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    # on the CPU: RAM usually holds an unquantized base in float32 where GPU memory would not
+    merged = load_model(source, {"default": adapter_dir}, device="cpu", dtype=dtype).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     with atomic_directory(out_dir) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / MANIFEST).write_bytes(orjson.dumps({**manifest, "merged_from": str(adapter_dir), "dtype": dtype},
-                                                  option=orjson.OPT_INDENT_2))
+        write_manifest(tmp, {**manifest, "merged_from": str(adapter_dir), "dtype": dtype})
     return out_dir
 
 
 def export_gguf(adapter_dir: str | Path, out_dir: str | Path, quantization: str = "q4_k_m") -> Path:
     """GGUF through Unsloth's exporter (it drives llama.cpp's converter); needs unsloth and CUDA."""
-    if importlib.util.find_spec("unsloth") is None:
+    if not is_unsloth_available():
         raise MissingDependencyError("GGUF export uses Unsloth", hint="pip install 'gekro-ft[unsloth]' on a CUDA machine")
     from unsloth import FastLanguageModel
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import resource
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,11 @@ from typing import Any, Callable
 import orjson
 import yaml
 
+from gekro_ft.adapter import write_manifest
 from gekro_ft.atomic import atomic_directory, write_bytes_atomic
 from gekro_ft.errors import PreflightError, TrainingError, TrainingInterrupted
+from gekro_ft.process import StopOnSignal
 from gekro_ft.recipe import Recipe, find_recipe, load_recipe
-
-MANIFEST = "gekro_ft.json"
 
 
 @dataclass
@@ -60,16 +59,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def resolve_dtype(name: str, device: str) -> str:
-    if name != "auto":
-        return name
-    if device.startswith("cuda"):
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
 def latest_checkpoint(output_dir: Path) -> Path | None:
     ckpts = [p for p in (output_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
@@ -80,7 +69,8 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     """Validate data and memory before anything heavy; return the plan, tokenizer and prepared data."""
     from gekro_ft.data.validate import validate_file
     from gekro_ft.models import load_tokenizer, resolve_model
-    from gekro_ft.train.backends import choose_backend, cuda_available
+    from gekro_ft.runtime import best_device, resolve_dtype
+    from gekro_ft.train.backends import choose_backend
     from gekro_ft.train.dataset import prepare_data
     from gekro_ft.train.preflight import (Settings, available_memory, estimate, model_shape, suggestions,
                                           unpackable_layers)
@@ -115,7 +105,7 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
         raise PreflightError(f"data.train ({recipe.data.train}) has no trainable rows")
 
     backend, reason = choose_backend(recipe.train.backend)
-    device = "cuda" if backend == "unsloth" or cuda_available() else "cpu"
+    device = "cuda" if backend == "unsloth" else best_device()
     dtype = resolve_dtype(recipe.model.dtype, device)
     if recipe.model.load_in_4bit is False and device == "cpu" and dtype != "float32":
         raise PreflightError(f"model.dtype={dtype} on CPU: use float32")
@@ -162,29 +152,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-class _StopOnSignal:
-    """SIGINT/SIGTERM ask the trainer to save a checkpoint and stop at the end of the step."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _callbacks(stopper: _StopOnSignal, mlflow: Any, device: str, history: list,
+def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
                on_progress: Callable[[dict], None] | None):
     from transformers import TrainerCallback
 
@@ -226,7 +194,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     from transformers import PrinterCallback
     from trl import SFTConfig
 
-    from gekro_ft.train import tracking
+    from gekro_ft import tracking
     from gekro_ft.train.backends import BACKENDS
 
     datasets.disable_progress_bars()
@@ -280,7 +248,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
         trainer = trainer_class(model=model, args=args, processing_class=tokenizer, data_collator=collator,
                                 train_dataset=train_set, eval_dataset=eval_set)
         trainer.remove_callback(PrinterCallback)  # our progress bar shows the logs
-        with _StopOnSignal() as stopper:
+        with StopOnSignal() as stopper:
             for cb in _callbacks(stopper, mlflow, plan.device, history, on_progress):
                 trainer.add_callback(cb)
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -345,5 +313,5 @@ def _save_adapter(model: Any, tokenizer: Any, plan: Plan, run_id: str, metrics: 
             "versions": _versions(), "mlflow_run_id": run_id, "metrics": metrics,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        (tmp / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        write_manifest(tmp, manifest)
     return target

@@ -1,4 +1,5 @@
-"""MLflow: where runs go, what a training run logs, and the adapter's registry version."""
+"""MLflow set-up shared by the stages: where runs go, the link to a pipeline's parent run, and
+the adapter's registry version."""
 
 from __future__ import annotations
 
