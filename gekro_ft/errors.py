@@ -234,6 +234,11 @@ class PipelineInterrupted(Interrupted):
     """The running stage stopped cleanly; ``--resume`` continues."""
 
 
+def one_line(exc: GekroError) -> str:
+    """What a user reads: ``Error (KIND): message (hint)`` on one line."""
+    return f"Error ({exc.kind}): " + " ".join(str(exc).split())  # messages can embed parser output
+
+
 def error_types() -> list[type[GekroError]]:
     """Every exception type above, most specific first (what the CLI table walks)."""
     seen: list[type[GekroError]] = []

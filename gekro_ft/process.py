@@ -163,3 +163,69 @@ class StopOnSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class Children:
+    """Child processes started by a long job (the pipeline's stages and its server), with one
+    signal path for all of them. While active:
+
+    - SIGTERM is passed on to every running child (training saves a checkpoint, a server
+      shuts down); SIGINT from a terminal already reaches the whole process group, so it is
+      not sent twice (training reads a second SIGINT as "stop now").
+    - ``received`` records the first signal. :meth:`run` raises ``interrupted(signum)`` once its
+      child has returned; a signal that arrives while no foreground child runs (the job is
+      working in this process) raises it at once, so in-process work stops too.
+    """
+
+    def __init__(self, interrupted: Callable[[int], BaseException], env: dict[str, str] | None = None):
+        self.interrupted, self.env = interrupted, env
+        self.received: int | None = None
+        self._running: list[subprocess.Popen] = []
+        self._foreground = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Children:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = self.received or signum
+        if signum == signal.SIGTERM:
+            for proc in self._running:
+                if proc.poll() is None:
+                    proc.send_signal(signum)
+        if not self._foreground:
+            raise self.interrupted(signum)
+
+    def start(self, cmd: list[str], **popen: Any) -> subprocess.Popen:
+        """Start a background child (a server); stop it with :meth:`stop`."""
+        proc = subprocess.Popen(cmd, env=self.env, **popen)
+        self._running.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, grace: float = 30.0) -> None:
+        try:
+            stop_process(proc, grace)
+        finally:
+            self._running.remove(proc)
+
+    def run(self, cmd: list[str], **popen: Any) -> int:
+        """Run a foreground child to its end; its exit code, or ``interrupted`` after a signal."""
+        self._foreground += 1
+        try:
+            proc = self.start(cmd, **popen)
+            try:
+                code = proc.wait()
+            finally:
+                self._running.remove(proc)
+        finally:
+            self._foreground -= 1
+        if self.received is not None:
+            raise self.interrupted(self.received)
+        return exit_code(code)

@@ -113,7 +113,9 @@ def bench(url: str, model: str, prompts: Path | None, schema: str | None, synthe
         tokenizer=tokenizer, api_key_env=api_key_env, engine=engine, gpu=gpu)
     settings.check()
 
-    with _Progress() as progress:
+    from gekro_ft.progress import level_progress
+
+    with level_progress(err) as progress:
         doc = run_bench(settings, progress)
     if as_json:
         print_json(doc)
@@ -122,35 +124,6 @@ def bench(url: str, model: str, prompts: Path | None, schema: str | None, synthe
     out.print(f"bench.json: {out_dir / 'bench.json'}   report: {out_dir / 'bench.html'}")
     if "mlflow" in doc:
         out.print(f"MLflow run {doc['mlflow']['run_id']} (experiment {doc['mlflow']['experiment']})")
-
-
-class _Progress:
-    """A bar per level on stderr when it is a terminal; otherwise one line per level."""
-
-    def __enter__(self):
-        self.bar = None
-        if err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self.bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                console=err, transient=False)
-            self.bar.__enter__()
-        self.task = None
-        return self.update
-
-    def update(self, label: str, done: int, total: int | None) -> None:
-        if self.bar is None:
-            if done == 0:
-                err.print(f"{label}: {total if total is not None else 'timed'} requests")
-            return
-        if done == 0:
-            self.task = self.bar.add_task(label, total=total)
-        else:
-            self.bar.update(self.task, completed=done)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 def _print_table(doc: dict) -> None:

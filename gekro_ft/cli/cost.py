@@ -35,13 +35,11 @@ def resolve_hourly(gpu_hourly: float | None, gpu: str | None, prices: Path | Non
         return gpu_hourly, "given"
     if gpu is None:
         raise click.UsageError("give --gpu-hourly USD or --gpu NAME (from the price table)")
-    from gekro_ft.cost.prices import load_prices
+    from gekro_ft.cost.prices import gpu_hourly, load_prices
 
-    p = load_prices(prices).gpu_price(gpu)
-    note = f"price table: ${p.hourly_low:g}" + (f"–{p.hourly_high:g}" if p.hourly_high != p.hourly_low else "") + \
-        f"/h as of {p.as_of}, {p.source}; the low end is used"
+    hourly, note = gpu_hourly(load_prices(prices), gpu)
     err.print(f"{gpu}: {note}")
-    return p.hourly_low, note
+    return hourly, note
 
 
 shared = [

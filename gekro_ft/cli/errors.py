@@ -11,7 +11,7 @@ import os
 
 import click
 
-from gekro_ft.errors import GekroError, error_types
+from gekro_ft.errors import GekroError, error_types, one_line
 
 # (exception type, exit code, label), most specific type first: the first match wins. Each
 # type states its own kind and exit code in gekro_ft.errors, so a new type is in the table
@@ -25,10 +25,9 @@ def debug_enabled() -> bool:
 
 def exit_for(exc: BaseException) -> tuple[int, str] | None:
     """The exit code and one-line message for ``exc``, or None if it is not a user error."""
-    for exc_type, code, label in ERROR_TABLE:
+    for exc_type, code, _ in ERROR_TABLE:
         if isinstance(exc, exc_type):
-            one_line = " ".join(str(exc).split())  # library messages can embed parser output
-            return code, f"Error ({label}): {one_line}"
+            return code, one_line(exc)
     return None
 
 

@@ -29,33 +29,15 @@ def train(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resu
     with err.status("preflight") as spinner:
         plan, tokenizer, data = preflight(recipe, list(overrides), output_dir,
                                           status=lambda s: spinner.update(f"preflight: {s}"))
-    skipped = ", ".join(f"{k} {v}" for k, v in plan.skipped.items()) or "none"
-    err.print(f"backend: [bold]{plan.backend}[/] ({plan.backend_reason}); device {plan.device}, {plan.dtype}")
-    err.print(f"data: {plan.train_rows} train rows ({plan.train_tokens} tokens), {plan.eval_rows} eval rows; "
-              f"skipped: {skipped}")
-    err.print(f"memory: {plan.memory.describe()}")
+    for line in plan.summary_lines():
+        err.print(line, markup=False)
     if dry_run:
         out.print(f"preflight OK for {plan.recipe_name}: would write {plan.output_dir / 'adapter'}")
         return
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from gekro_ft.progress import training_progress
 
-    columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task("train", total=None, info="")
-
-        def on_progress(p: dict) -> None:
-            info = []
-            if "loss" in p:
-                info.append(f"loss {p['loss']:.3f}")
-            if "eval_loss" in p:
-                info.append(f"eval {p['eval_loss']:.3f}")
-            if "tokens_per_s" in p:
-                info.append(f"{p['tokens_per_s']:.0f} tok/s")
-            fields = {"info": "  ".join(info)} if info else {}
-            bar.update(task, completed=p["step"], total=p.get("max_steps") or None, **fields)
-
+    with training_progress(err) as on_progress:
         result = run_training(plan, tokenizer, data, resume=resume, on_progress=on_progress)
     m = result.metrics
     eval_part = f", eval loss {m['eval_loss']:.4f}" if "eval_loss" in m else ""

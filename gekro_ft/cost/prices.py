@@ -93,3 +93,11 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
         raise PriceError(f"{' + '.join(map(str, sources))}: " + "; ".join(problems)) from None
     table.sources = [str(s) for s in sources]
     return table
+
+
+def gpu_hourly(table: PriceTable, gpu: str) -> tuple[float, str]:
+    """The $/h a machine from the table is priced at (the low end of its range), and a note
+    saying where that figure comes from."""
+    p = table.gpu_price(gpu)
+    span = f"{p.hourly_low:g}" + (f"–{p.hourly_high:g}" if p.hourly_high != p.hourly_low else "")
+    return p.hourly_low, f"price table: ${span}/h as of {p.as_of}, {p.source}; the low end is used"

@@ -1,37 +1,41 @@
 """``gekro-ft pipeline``: data → train → eval (gate, promote) → serve + bench → cost → summary.
 
-Each stage is the real command in its own process (``python -m gekro_ft.cli …``): its
-progress shows as it would in a terminal, its memory (a GPU's included) is returned
-before the next stage loads a model, and what it writes is what the next stage and the
-summary read — nothing here computes a figure of its own.
+The pipeline calls the library. What loads a model runs in a process of its own through
+one entry (``python -m gekro_ft.pipeline.stage NAME REQUEST RESULT``: the resolved config
+in, the stage's result out, both JSON), so its memory — a GPU's included — is returned
+before the next stage loads one: training, eval and the server. Data, bench and cost run
+here. One signal path covers every child, the server included (:class:`process.Children`).
+The verdict is read from the eval report; what a stage wrote is what the next stage and
+the summary read — nothing here computes a figure of its own.
 
 MLflow: one parent run per pipeline; train, eval and bench open their own runs as its
-children (``GEKRO_FT_PARENT_RUN_ID`` in their environment), and the pipeline logs the
-data and cost stages as child runs itself. ``--resume`` reopens the same parent run and
-skips every stage ``pipeline.json`` records as done; training continues from its checkpoint.
+children (``GEKRO_FT_PARENT_RUN_ID``), and the pipeline logs the data and cost stages as
+child runs itself. ``--resume`` reopens the same parent run and skips every stage
+``pipeline.json`` records as done; training continues from its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gekro_ft.atomic import atomic_output
+from gekro_ft.atomic import write_bytes_atomic
 from gekro_ft.errors import PipelineError, PipelineInterrupted
 from gekro_ft.pipeline.config import Pipeline
 from gekro_ft.pipeline.state import PipelineState
 from gekro_ft.pipeline.summary import write_summary
+from gekro_ft.process import Children
 
 STAGES = ("data", "train", "eval", "bench", "cost")
 
@@ -43,47 +47,40 @@ class PipelineOutcome:
     exit_code: int  # 0 all done and the gate passed; 1 the gate failed (stopped before serving)
 
 
-class _Runner:
-    """Runs stage commands and forwards SIGTERM to the one running, so it stops cleanly
-    (training saves a checkpoint). SIGINT from a terminal reaches the whole process group
-    already, so it is not forwarded: training reads a second SIGINT as "stop now"."""
+@dataclass
+class Loaded:
+    """Everything the stages use, loaded once by :func:`preflight`."""
 
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.child: subprocess.Popen | None = None
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
+    recipe: Any  # recipe.Recipe, p.train.set applied
+    recipe_name: str
+    suite: Any  # eval.suite.Suite, p.eval.gate applied
+    profile: Any  # serve.profile.Profile, or None: the CPU defaults
+    prices: Any  # cost.prices.PriceTable, or None without a cost stage
 
-    def __enter__(self) -> _Runner:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+def preflight(p: Pipeline) -> Loaded:
+    """Load everything the stages will, so a typo in a gate or a price name fails now,
+    not after a night of training."""
+    from gekro_ft.eval.suite import load_suite, with_gate
+    from gekro_ft.recipe import find_recipe, load_recipe
 
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        if self.child is None or self.child.poll() is not None:
-            raise PipelineInterrupted(f"stopped by {signal.Signals(signum).name}", hint="run again with --resume")
-        if signum == signal.SIGTERM:
-            self.child.send_signal(signum)
+    recipe = load_recipe(p.train.recipe, p.train.set)
+    suite = load_suite(p.eval.suite)
+    if p.eval.gate:
+        suite = with_gate(suite, p.eval.gate)
+    profile = prices = None
+    if p.serve and p.serve.profile:
+        from gekro_ft.serve.profile import load_profile
 
-    def gekro(self, args: list[Any], stdout: Path | None = None) -> int:
-        """Run ``gekro-ft ARGS`` to completion; its exit code, or PipelineInterrupted on a signal."""
-        cmd = [sys.executable, "-m", "gekro_ft.cli", *map(str, args)]
-        # stdout to a file that appears only when the command ran to its end, never half written
-        with atomic_output(stdout) if stdout else nullcontext() as sink:
-            self.child = subprocess.Popen(cmd, env=self.env, stdout=sink)
-            try:
-                code = self.child.wait()
-            finally:
-                self.child = None
-            if self.received is not None:
-                raise PipelineInterrupted(f"`gekro-ft {args[0]}` stopped by {signal.Signals(self.received).name}",
-                                          hint="run again with --resume")
-        return code
+        profile = load_profile(p.serve.profile)
+    if p.cost:
+        from gekro_ft.cost.prices import load_prices
+
+        prices = load_prices(p.cost.prices)
+        prices.gpu_price(p.cost.gpu)
+        for name in p.cost.compare:
+            prices.api_price(name)
+    return Loaded(recipe, find_recipe(p.train.recipe).stem, suite, profile, prices)
 
 
 def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
@@ -91,20 +88,20 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
     """Run (or with ``resume``, continue) ``p`` in ``work``; see the module docstring."""
     from gekro_ft import tracking
 
-    preflight(p)
+    loaded = preflight(p)
     work = Path(work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     state = PipelineState.open(work, p.fingerprint(), resume)
     uri = tracking.tracking_uri()
     parent = _ParentRun(uri, p, state)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, tracking.PARENT_ENV: parent.run_id,
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    stages = _Stages(p, work, state, parent, say)
+    stages = _Stages(p, loaded, work, state, parent, say)
     started = time.time() - sum(s.get("seconds", 0) for s in state.stages.values())
-    status = "FAILED"
+    status, verdict = "FAILED", None
+    env = {"MLFLOW_TRACKING_URI": uri, tracking.PARENT_ENV: parent.run_id,
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     try:
-        with _Runner(env) as runner:
-            stages.runner = runner
+        with _environ(env), Children(_interrupted, env=dict(os.environ)) as children:
+            stages.children = children
             stages.run("data", stages.data)
             stages.run("train", stages.train)
             verdict = stages.run("eval", stages.eval)["verdict"]
@@ -113,7 +110,7 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
                 if p.cost:
                     stages.run("cost", stages.cost)
             elif verdict != "pass":
-                say(f"the gate failed: not serving (see {work / 'eval' / 'report.md'})")
+                say(f"the gate verdict is {verdict}: not serving (see {work / 'eval' / 'report.md'})")
         status, exit_code = ("FINISHED", 0) if verdict == "pass" else ("FAILED", 1)
     except PipelineInterrupted:
         status = "KILLED"
@@ -126,27 +123,24 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
     return PipelineOutcome(summary, summary_path, exit_code)
 
 
-def preflight(p: Pipeline) -> None:
-    """Load everything the stages will, so a typo in a gate or a price name fails now,
-    not after a night of training."""
-    from gekro_ft.eval.suite import load_suite, with_gate
-    from gekro_ft.recipe import load_recipe
+def _interrupted(signum: int) -> PipelineInterrupted:
+    return PipelineInterrupted(f"stopped by {signal.Signals(signum).name}", hint="run again with --resume")
 
-    load_recipe(p.train.recipe, p.train.set)
-    suite = load_suite(p.eval.suite)
-    if p.eval.gate:
-        with_gate(suite, p.eval.gate)
-    if p.serve and p.serve.profile:
-        from gekro_ft.serve.profile import load_profile
 
-        load_profile(p.serve.profile)
-    if p.cost:
-        from gekro_ft.cost.prices import load_prices
-
-        table = load_prices(p.cost.prices)
-        table.gpu_price(p.cost.gpu)
-        for name in p.cost.compare:
-            table.api_price(name)
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ while the pipeline runs: the stages run here log their MLflow
+    runs under the parent as the stage processes do."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class _ParentRun:
@@ -213,9 +207,10 @@ class _ParentRun:
 class _Stages:
     """One method per stage; each returns what ``pipeline.json`` records for it."""
 
-    def __init__(self, p: Pipeline, work: Path, state: PipelineState, parent: _ParentRun, say: Callable[[str], None]):
-        self.p, self.work, self.state, self.parent, self.say = p, work, state, parent, say
-        self.runner: _Runner | None = None
+    def __init__(self, p: Pipeline, loaded: Loaded, work: Path, state: PipelineState, parent: _ParentRun,
+                 say: Callable[[str], None]):
+        self.p, self.loaded, self.work, self.state, self.parent, self.say = p, loaded, work, state, parent, say
+        self.children: Children | None = None
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         n = f"{STAGES.index(name) + 1}/{len(STAGES)} {name}"
@@ -236,31 +231,46 @@ class _Stages:
         self.state.mark(name, "done", seconds=round(time.time() - started, 1), **result)
         return self.state.stages[name]
 
-    def _gekro(self, args: list[Any], stdout: Path | None = None, ok: tuple[int, ...] = (0,)) -> int:
-        code = self.runner.gekro(args, stdout)
-        if code not in ok:
-            raise PipelineError(f"stage command `gekro-ft {' '.join(map(str, args[:2]))}` exited with {code}",
-                                hint="its message is above; fix it and run again with --resume")
-        return code
+    def _files(self, name: str, request: dict[str, Any]) -> tuple[Path, Path]:
+        folder = self.work / "stages"
+        write_bytes_atomic(folder / f"{name}.request.json", orjson.dumps(request, option=orjson.OPT_INDENT_2))
+        result = folder / f"{name}.result.json"
+        result.unlink(missing_ok=True)
+        return folder / f"{name}.request.json", result
+
+    def _stage(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Run stage NAME in a process of its own to its end; its result."""
+        request_path, result_path = self._files(name, request)
+        code = self.children.run([sys.executable, "-m", "gekro_ft.pipeline.stage", name, str(request_path),
+                                  str(result_path)])
+        result = orjson.loads(result_path.read_bytes()) if result_path.exists() else {}
+        if code != 0 or "error" in result:
+            said = (result.get("error") or {}).get("message") or f"exited with {code}"
+            raise PipelineError(f"the {name} stage failed: {said}",
+                                hint="fix it and run again with --resume")
+        return result
 
     def data(self) -> dict[str, Any]:
         """validate the dataset against the recipe's model and split off the eval-loss set"""
-        from gekro_ft.recipe import load_recipe
+        from gekro_ft.data.render import require_template
+        from gekro_ft.data.split import split_file
+        from gekro_ft.data.validate import validate_file
+        from gekro_ft.models import load_tokenizer
 
-        recipe = load_recipe(self.p.train.recipe, self.p.train.set)
+        recipe = self.loaded.recipe
         d, out = self.p.data, self.work / "data"
-        out.mkdir(exist_ok=True)
         max_len = d.max_seq_len or recipe.model.max_seq_len
-        code = self._gekro(["data", "validate", d.file, "--model", recipe.model.name, "--max-seq-len", max_len,
-                            "--json"], stdout=out / "validate.json", ok=(0, 1))
-        found = orjson.loads((out / "validate.json").read_bytes())
-        if code == 1:
+        template = Path(recipe.model.chat_template).read_text() if recipe.model.chat_template else None
+        tokenizer = load_tokenizer(recipe.model.name, template)
+        require_template(tokenizer, recipe.model.name)
+        found = validate_file(d.file, tokenizer=tokenizer, model=recipe.model.name, max_seq_len=max_len).to_dict()
+        write_bytes_atomic(out / "validate.json", orjson.dumps(found, option=orjson.OPT_INDENT_2))
+        if found["counts"]["errors"]:
             raise PipelineError(f"{d.file}: {found['counts']['errors']} rows with errors "
                                 f"({', '.join(found['counts']['by_code'])})",
                                 hint=f"see {out / 'validate.json'}, or run `gekro-ft data validate {d.file}`")
-        self._gekro(["data", "split", d.file, "--eval-frac", d.eval_frac, "--seed", d.seed, "--out-dir", out,
-                     "--json"], stdout=out / "split.json")
-        split = orjson.loads((out / "split.json").read_bytes())
+        split = split_file(d.file, out, d.eval_frac, d.seed).to_dict()
+        write_bytes_atomic(out / "split.json", orjson.dumps(split, option=orjson.OPT_INDENT_2))
         self.parent.child("data", {"file": d.file, "model": recipe.model.name, "max_seq_len": max_len},
                           {k: split[k] for k in ("rows", "train", "eval", "duplicates", "unreadable")}
                           | {"warnings": found["counts"]["warnings"]}, [out / "validate.json", out / "split.json"])
@@ -269,18 +279,14 @@ class _Stages:
     def train(self) -> dict[str, Any]:
         """QLoRA training from the recipe (continues from its newest checkpoint)"""
         from gekro_ft.adapter import MANIFEST, read_manifest
-        from gekro_ft.train.run import latest_checkpoint
+        from gekro_ft.recipe import Recipe
 
-        out = self.work / "train"
+        out, data = self.work / "train", self.work / "data"
         if not (out / "adapter" / MANIFEST).exists():  # else it finished before a kill reached the state file
-            data = self.work / "data"
-            args = ["train", self.p.train.recipe, "--output-dir", out, "--set", f"data.train={data / 'train.jsonl'}",
-                    "--set", "data.eval_frac=null", "--set", f"data.eval={data / 'eval.jsonl'}"]
-            args += [a for o in self.p.train.set for a in ("--set", o)]
-            if latest_checkpoint(out) is not None:
-                self.say(f"    resuming from {latest_checkpoint(out).name}")
-                args.append("--resume")
-            self._gekro(args)
+            doc = self.loaded.recipe.resolved()
+            doc["data"].update(train=str(data / "train.jsonl"), eval=str(data / "eval.jsonl"), eval_frac=None)
+            self._stage("train", {"recipe": Recipe.model_validate(doc).resolved(), "name": self.loaded.recipe_name,
+                                  "output_dir": str(out), "data_validated": True})
         m = read_manifest(out / "adapter")
         return {"adapter": str(out / "adapter"), "run_id": m.get("mlflow_run_id"),
                 "registered_model": m["recipe"]["tracking"].get("registered_model")}
@@ -288,53 +294,56 @@ class _Stages:
     def eval(self) -> dict[str, Any]:
         """the adapter against the baseline on the eval suite; promote it if the gate passes"""
         e, out = self.p.eval, self.work / "eval"
-        args = ["eval", e.suite, "--candidate", self.state.stages["train"]["adapter"], "--out", out,
-                "--recordings", e.recordings or self.work / "recordings"]
-        if e.baseline:
-            args += ["--baseline", e.baseline] + (["--baseline-model", e.baseline_model] if e.baseline_model else [])
-        args += (["--promote"] if e.promote else []) + (["--limit", e.limit] if e.limit else [])
-        args += ["--gate", e.gate] if e.gate else []
-        code = self._gekro(args, ok=(0, 1))
-        report = orjson.loads((out / "report.json").read_bytes())
-        return {"verdict": "pass" if code == 0 else "fail", "report": str(out / "report.json"),
+        self._stage("eval", {"suite": str(self.loaded.suite.source), "gate": e.gate, "limit": e.limit,
+                             "candidate": self.state.stages["train"]["adapter"], "baseline": e.baseline,
+                             "baseline_model": e.baseline_model, "out_dir": str(out),
+                             "recordings": e.recordings or str(self.work / "recordings"), "promote": e.promote})
+        report = orjson.loads((out / "report.json").read_bytes())  # the verdict is the report's
+        return {"verdict": report["gate"]["verdict"], "report": str(out / "report.json"),
                 "promotion": report.get("promotion")}
 
     def bench(self) -> dict[str, Any]:
         """serve the champion and measure it under load"""
-        from gekro_ft.eval.suite import load_suite
-        from gekro_ft.serve.profile import load_profile
-        from gekro_ft.process import stop_process, wait_healthy
+        from gekro_ft.bench.loadgen import run_bench
+        from gekro_ft.bench.settings import BenchSettings
+        from gekro_ft.process import wait_healthy
+        from gekro_ft.progress import level_progress
 
-        s, b = self.p.serve, self.p.bench
+        s, b, profile = self.p.serve, self.p.bench, self.loaded.profile
         promotion = self.state.stages["eval"].get("promotion") or {}
         source = f"models:/{promotion['name']}@champion" if promotion.get("name") else self.state.stages["train"]["adapter"]
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = ["serve", *([s.profile] if s.profile else []), *(["--engine", s.engine] if s.engine else []),
-               "--host", "127.0.0.1", "--port", port, "--adapter", f"{s.adapter_name}={source}"]
-        key_env = load_profile(s.profile).api_key_env if s.profile else None
+        overrides = {"host": "127.0.0.1", "port": port, "adapters": {s.adapter_name: source},
+                     **({"engine": s.engine} if s.engine else {})}
+        request, result = self._files("serve", {"profile": s.profile, "overrides": overrides})
+        key_env = profile.api_key_env if profile and profile.api_key() else ""  # never another service's key
         self.say(f"    {s.adapter_name}={source} at {url} (log: {self.work / 'serve.log'})")
         with open(self.work / "serve.log", "wb") as log:
-            server = subprocess.Popen([sys.executable, "-m", "gekro_ft.cli", *map(str, cmd)], env=self.runner.env,
-                                      stdout=log, stderr=subprocess.STDOUT)
+            server = self.children.start([sys.executable, "-m", "gekro_ft.pipeline.stage", "serve", str(request),
+                                          str(result)], stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(url, s.start_timeout_s, server)
-            prompts = load_suite(self.p.eval.suite).data_path()
-            self._gekro(["bench", "--url", url, "--model", s.adapter_name, "--prompts", prompts,
-                         "--concurrency", ",".join(map(str, b.concurrency)), "--requests", b.requests,
-                         "--max-tokens", b.max_tokens, "--out", self.work / "bench",
-                         *(["--api-key-env", key_env] if key_env and os.environ.get(key_env) else [])])
+            settings = BenchSettings(url=url, model=s.adapter_name, out_dir=self.work / "bench",
+                                     prompts=self.loaded.suite.data_path(), concurrency=list(b.concurrency),
+                                     requests=b.requests, max_tokens=b.max_tokens, api_key_env=key_env)
+            settings.check()
+            with level_progress() as progress:
+                run_bench(settings, progress)
         finally:
-            stop_process(server, grace=60)
+            self.children.stop(server, grace=60)
         return {"bench": str(self.work / "bench" / "bench.json"), "served": source}
 
     def cost(self) -> dict[str, Any]:
         """what an output costs on the serving machine, against the APIs"""
+        from gekro_ft.cost.prices import gpu_hourly
+        from gekro_ft.cost.report import write_cost_report
+
         c, out = self.p.cost, self.work / "cost"
-        self._gekro(["cost", "report", "--bench", self.work / "bench" / "bench.json", "--gpu", c.gpu,
-                     *[a for m in c.compare for a in ("--compare", m)], "--overhead", c.overhead,
-                     "--eval", self.work / "eval" / "report.json", *(["--prices", c.prices] if c.prices else []),
-                     "--out", out])
+        hourly, note = gpu_hourly(self.loaded.prices, c.gpu)
+        write_cost_report(self.work / "bench" / "bench.json", out, gpu_hourly=hourly, gpu_name=c.gpu,
+                          compare=list(c.compare), prices=c.prices, overhead=c.overhead,
+                          eval_report=self.work / "eval" / "report.json", gpu_price_note=note)
         figures = orjson.loads((out / "cost.json").read_bytes())
         keep = ("full_load_usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens", "tokens_per_s")
         self.parent.child("cost", {"gpu": c.gpu, "overhead": c.overhead, "compare": ",".join(c.compare)},

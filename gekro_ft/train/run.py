@@ -48,6 +48,14 @@ class Plan:
     memory: Any  # preflight.MemoryEstimate
     dataset_hash: str
 
+    def summary_lines(self) -> list[str]:
+        """What preflight decided, as the lines printed before training starts."""
+        skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items()) or "none"
+        return [f"backend: {self.backend} ({self.backend_reason}); device {self.device}, {self.dtype}",
+                f"data: {self.train_rows} train rows ({self.train_tokens} tokens), {self.eval_rows} eval rows; "
+                f"skipped: {skipped}",
+                f"memory: {self.memory.describe()}"]
+
 
 @dataclass
 class TrainResult:
@@ -64,9 +72,15 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
-              status: Callable[[str], None] = lambda s: None) -> tuple[Plan, Any, Any]:
-    """Validate data and memory before anything heavy; return the plan, tokenizer and prepared data."""
+def preflight(recipe_name: str | Recipe, overrides: list[str] = (), output_dir: Path | None = None,
+              status: Callable[[str], None] = lambda s: None, *, name: str | None = None,
+              data_validated: bool = False) -> tuple[Plan, Any, Any]:
+    """Validate data and memory before anything heavy; return the plan, tokenizer and prepared data.
+
+    ``recipe_name`` is a recipe name or file (loaded with ``overrides``), or a loaded Recipe
+    with its ``name``. ``data_validated``: the caller has just validated these files against
+    this model's chat template and length (the pipeline's data stage), so they are rendered
+    once more only to build the training rows, not a second time to check them."""
     from gekro_ft.data.validate import validate_file
     from gekro_ft.models import load_tokenizer, resolve_model
     from gekro_ft.runtime import best_device, resolve_dtype
@@ -75,8 +89,10 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     from gekro_ft.train.preflight import (Settings, available_memory, estimate, model_shape, suggestions,
                                           unpackable_layers)
 
-    recipe = load_recipe(recipe_name, overrides)
-    stem = find_recipe(recipe_name).stem
+    if isinstance(recipe_name, Recipe):
+        recipe, stem = recipe_name, name or "recipe"
+    else:
+        recipe, stem = load_recipe(recipe_name, overrides), find_recipe(recipe_name).stem
     output_dir = Path(output_dir or Path("work") / "train" / stem)
     for key in ("train", "eval"):
         path = getattr(recipe.data, key)
@@ -91,7 +107,7 @@ def preflight(recipe_name: str, overrides: list[str], output_dir: Path | None,
     status("validating the data against the chat template")
     for key in ("train", "eval"):
         path = getattr(recipe.data, key)
-        if path is None:
+        if path is None or data_validated:
             continue
         report = validate_file(path, recipe.data.schema_, tokenizer=tokenizer, model=recipe.model.name,
                                max_seq_len=recipe.model.max_seq_len)

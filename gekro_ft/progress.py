@@ -1,0 +1,65 @@
+"""Progress shown while long work runs: on stderr, so stdout keeps the results.
+
+The CLI and the pipeline's stage processes both show these; a bar draws only when stderr
+is a terminal, so CI logs and pipes stay clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def training_progress(console: Console = err) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A step bar with loss, eval loss and tokens/s; yields training's ``on_progress`` callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task("train", total=None, info="")
+
+        def on_progress(p: dict[str, Any]) -> None:
+            info = []
+            if "loss" in p:
+                info.append(f"loss {p['loss']:.3f}")
+            if "eval_loss" in p:
+                info.append(f"eval {p['eval_loss']:.3f}")
+            if "tokens_per_s" in p:
+                info.append(f"{p['tokens_per_s']:.0f} tok/s")
+            fields = {"info": "  ".join(info)} if info else {}
+            bar.update(task, completed=p["step"], total=p.get("max_steps") or None, **fields)
+
+        yield on_progress
+
+
+@contextlib.contextmanager
+def level_progress(console: Console = err) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A bar per bench level (a line per level when stderr is not a terminal); yields the load
+    generator's ``progress(label, done, total)`` callback."""
+    if not console.is_terminal:
+        def lines(label: str, done: int, total: int | None) -> None:
+            if done == 0:
+                console.print(f"{label}: {total if total is not None else 'timed'} requests")
+
+        yield lines
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task: list[Any] = []
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if done == 0:
+                task[:] = [bar.add_task(label, total=total)]
+            else:
+                bar.update(task[0], completed=done)
+
+        yield update
