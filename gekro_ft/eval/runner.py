@@ -19,7 +19,7 @@ from typing import Any
 from gekro_ft import __version__
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.errors import GekroError
-from gekro_ft.eval.providers import Answer, ProviderError, make_provider, prompt_messages
+from gekro_ft.eval.providers import Answer, ProviderError, make_provider
 from gekro_ft.eval.suite import Suite
 
 SCHEMA_VERSION = 1
@@ -232,7 +232,7 @@ def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None
     rows = []
     for i, ex in enumerate(examples):
         row = {"index": ex.index, "id": ex.id, "line": ex.line,
-               "prompt": prompt_messages(ex.conv)[-1]["content"], "reference": ex.reference}
+               "prompt": ex.conv.prompt_messages()[-1]["content"], "reference": ex.reference}
         for side in (cand, base):
             if side is None:
                 continue
