@@ -119,6 +119,10 @@ def test_every_shipped_suite_loads():
         suite = load_suite(path)
         assert path.read_text().startswith("# gekro-ft eval ")
         assert suite.data_path().is_file()
+        raw, dumped = yaml.safe_load(path.read_text()), suite.model_dump(mode="json")
+        # parsed once into typed metrics and a gate; written back (report, MLflow) as the suite has them
+        assert dumped["metrics"] == raw["metrics"] and dumped["gate"] == " ".join(raw["gate"].split())
+        assert suite.gate.names()["candidate"]
 
 
 def test_a_broken_suite_lists_every_problem(tmp_path, cli):

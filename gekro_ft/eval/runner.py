@@ -112,7 +112,7 @@ class EvalOutcome:
         return EXIT[self.verdict]
 
 
-def _score(side: Side, suite: Suite, metrics: list[Any], examples: list[Example]) -> None:
+def _score(side: Side, suite: Suite, examples: list[Example]) -> None:
     from gekro_ft.eval.metrics import score, success_rate
 
     ok = [i for i, a in enumerate(side.answers) if a.error is None]
@@ -120,7 +120,7 @@ def _score(side: Side, suite: Suite, metrics: list[Any], examples: list[Example]
     side.success = [None] * len(examples)
     if not ok:
         return
-    per, agg = score(metrics, [side.answers[i].text for i in ok], [examples[i].reference for i in ok])
+    per, agg = score(suite.metrics, [side.answers[i].text for i in ok], [examples[i].reference for i in ok])
     key, threshold = suite.success.metric, suite.success.threshold
     for i, scores in zip(ok, per):
         side.per_example[i] = scores
@@ -129,7 +129,7 @@ def _score(side: Side, suite: Suite, metrics: list[Any], examples: list[Example]
                        "success_rate": success_rate(per, key, threshold)}
 
 
-def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> dict[str, Any]:
+def _decide(suite: Suite, cand: Side, base: Side | None, n: int) -> dict[str, Any]:
     if n == 0:
         return {"verdict": "undecided", "reason": "the eval set is empty", "comparisons": []}
     for side in (cand, base):
@@ -140,7 +140,7 @@ def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> d
     from gekro_ft.eval.gate import GateError
 
     try:
-        v = gate.evaluate(cand.aggregates, base.aggregates if base else None)
+        v = suite.gate.evaluate(cand.aggregates, base.aggregates if base else None)
     except GateError as e:
         return {"verdict": "undecided", "reason": str(e), "comparisons": []}
     comparisons = v.to_dict()["comparisons"]
@@ -168,8 +168,6 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
              candidate_model: str | None = None, baseline_model: str | None = None,
              recordings_dir: Path | None = None, record_only: bool = False, promote: bool = False,
              bench: Path | None = None, prices: Path | None = None, show_progress: bool = True) -> EvalOutcome:
-    metrics = suite.built_metrics()
-    gate = suite.parsed_gate()
     recordings_dir = recordings_dir or suite.base_dir / "recordings" / suite.name
     cand = Side("candidate", make_provider(candidate, candidate_model, suite.endpoint, recordings_dir, record_only))
     base = (Side("baseline", make_provider(baseline, baseline_model, suite.endpoint, recordings_dir, record_only))
@@ -178,7 +176,7 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
     examples = load_examples(suite)
     from gekro_ft.eval.metrics import check_references
 
-    bad = check_references(metrics, [e.reference for e in examples])
+    bad = check_references(suite.metrics, [e.reference for e in examples])
     if bad:  # before generating: a broken eval set must not cost an API bill
         i, problem = bad[0]
         raise GekroError(f"{suite.data_path()}:{examples[i].line}: the reference cannot be scored: {problem}"
@@ -189,8 +187,8 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
             continue
         with _progress(f"{side.role}: {side.provider.describe()['spec']}", len(examples), show_progress) as step:
             side.answers = side.provider.generate([e.conv for e in examples], suite.generation, step)
-        _score(side, suite, metrics, examples)
-    decision = _decide(suite, gate, cand, base, len(examples))
+        _score(side, suite, examples)
+    decision = _decide(suite, cand, base, len(examples))
     report = _report(suite, examples, cand, base, decision, started, bench, prices)
     from gekro_ft.eval.report import write_report
 
@@ -251,11 +249,11 @@ def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None
         "gekro_ft_version": __version__,
         "suite": {"name": suite.name, "path": str(suite.source), "data": str(data),
                   "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "examples": n,
-                  "generation": suite.generation.model_dump(), "metrics": suite.metrics,
-                  "success": suite.success.model_dump(), "gate": suite.gate,
+                  "generation": suite.generation.model_dump(), "success": suite.success.model_dump(),
+                  "metrics": [m.model_dump() for m in suite.metrics], "gate": suite.gate.text,
                   "max_error_rate": suite.max_error_rate},
         "sides": sides,
-        "gate": {"expression": suite.gate, **decision},
+        "gate": {"expression": suite.gate.text, **decision},
         "examples": rows,
     }
 
