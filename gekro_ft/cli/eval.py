@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gekro_ft.cli.output import err, out, print_json
+from gekro_ft.cli.output import count_progress, err, out, print_json
 
 
 @click.command("eval")
@@ -54,7 +54,7 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
     outcome = run_eval(s, candidate, baseline, out_dir=out_dir or Path("work/eval") / s.name,
                        candidate_model=candidate_model, baseline_model=baseline_model,
                        recordings_dir=recordings, record_only=record_only, promote=promote,
-                       bench=bench, prices=prices)
+                       bench=bench, prices=prices, progress=count_progress)
     r = outcome.report
     if as_json:
         print_json({"verdict": outcome.verdict, "reason": r["gate"]["reason"],

@@ -42,3 +42,18 @@ def file_progress(path: str | Path, description: str) -> Iterator[Callable[[int]
                 pending = 0
 
         yield on_bytes
+
+
+@contextlib.contextmanager
+def count_progress(description: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over ``total`` items on stderr; yields ``advance(n)`` (None when stderr
+    is not a terminal)."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

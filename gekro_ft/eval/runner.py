@@ -9,9 +9,12 @@ gate that cannot be evaluated, anything raised on the way — none of them yield
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,10 @@ from gekro_ft.eval.suite import Suite
 
 SCHEMA_VERSION = 1
 EXIT = {"pass": 0, "fail": 1, "undecided": 2}
+
+# (label, examples) -> a context whose value advances a display by n answers, or is None.
+# The caller brings it (the CLI draws a bar on its console); the library draws nothing.
+Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None] | None]]
 
 
 @dataclass
@@ -167,7 +174,8 @@ def registry_target(spec: str, provider: Any) -> tuple[str, str]:
 def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_dir: Path,
              candidate_model: str | None = None, baseline_model: str | None = None,
              recordings_dir: Path | None = None, record_only: bool = False, promote: bool = False,
-             bench: Path | None = None, prices: Path | None = None, show_progress: bool = True) -> EvalOutcome:
+             bench: Path | None = None, prices: Path | None = None,
+             progress: Progress | None = None) -> EvalOutcome:
     recordings_dir = recordings_dir or suite.base_dir / "recordings" / suite.name
     cand = Side("candidate", make_provider(candidate, candidate_model, suite.endpoint, recordings_dir, record_only))
     base = (Side("baseline", make_provider(baseline, baseline_model, suite.endpoint, recordings_dir, record_only))
@@ -182,10 +190,11 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
         raise GekroError(f"{suite.data_path()}:{examples[i].line}: the reference cannot be scored: {problem}"
                          + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     started = time.time()
+    progress = progress or (lambda label, total: contextlib.nullcontext())
     for side in (cand, base):
         if side is None:
             continue
-        with _progress(f"{side.role}: {side.provider.describe()['spec']}", len(examples), show_progress) as step:
+        with progress(f"{side.role}: {side.provider.describe()['spec']}", len(examples)) as step:
             side.answers = side.provider.generate([e.conv for e in examples], suite.generation, step)
         _score(side, suite, examples)
     decision = _decide(suite, cand, base, len(examples))
@@ -256,28 +265,3 @@ def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None
         "gate": {"expression": suite.gate.text, **decision},
         "examples": rows,
     }
-
-
-class _progress:
-    """A rich progress bar on stderr (silent when stderr is not a terminal, e.g. CI logs)."""
-
-    def __init__(self, label: str, total: int, enabled: bool):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.bar = None
-
-    def __enter__(self):
-        from gekro_ft.cli.output import err
-
-        if not (self.enabled and err.is_terminal):
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err, transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda k: self.bar.advance(task, k)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
