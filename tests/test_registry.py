@@ -3,28 +3,42 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A store holding versions 1-3 of ``tickets``, built once: creating an MLflow database
+    (its tables and migrations) takes seconds, copying the file takes none."""
+    root = tmp_path_factory.mktemp("registry")
+    env = pytest.MonkeyPatch()
+    env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    try:
+        from gekro_ft.train.tracking import register_adapter, setup
+
+        mlflow = setup("tests")  # artifacts beside the database, where every copy finds them
+        versions = []
+        for i in range(3):
+            adapter = root / f"adapter{i}"
+            adapter.mkdir()
+            (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "tag": i}))
+            with mlflow.start_run() as run:
+                mlflow.log_artifacts(str(adapter), artifact_path="adapter")
+            versions.append(register_adapter(run.info.run_id, "adapter", "tickets", {}))
+    finally:
+        env.undo()
+    return root / "mlflow.db", versions
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def store(template, tmp_path, monkeypatch):
+    """A fresh copy of the template store for each test, so promotions do not leak between them."""
+    db, versions = template
+    shutil.copyfile(db, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("GITHUB_ACTOR", "ci-bot")
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("tests")
-    from gekro_ft.train.tracking import register_adapter
-
-    versions = []
-    for i in range(3):
-        adapter = tmp_path / f"adapter{i}"
-        adapter.mkdir()
-        (adapter / "adapter_config.json").write_text(json.dumps({"r": 8, "tag": i}))
-        with mlflow.start_run() as run:
-            mlflow.log_artifacts(str(adapter), artifact_path="adapter")
-        versions.append(register_adapter(run.info.run_id, "adapter", "tickets", {}))
     return versions
 
 
@@ -69,3 +83,4 @@ def test_download_adapter_resolves_the_alias_at_call_time(store):
                       .read_text())["tag"] == 2
     with pytest.raises(registry.RegistryError, match="not a registry reference"):
         registry.download_adapter("models:/tickets")
+
