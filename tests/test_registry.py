@@ -7,6 +7,8 @@ import shutil
 
 import pytest
 
+from conftest import GOOD, write_jsonl
+
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
@@ -84,3 +86,44 @@ def test_download_adapter_resolves_the_alias_at_call_time(store):
     with pytest.raises(registry.RegistryError, match="not a registry reference"):
         registry.download_adapter("models:/tickets")
 
+
+def test_an_eval_records_its_verdict_and_report_path_on_the_version(store, tmp_path, monkeypatch):
+    import contextlib
+
+    from gekro_ft import registry
+    from gekro_ft.eval import runner
+    from gekro_ft.eval.providers import Answer
+    from gekro_ft.eval.suite import load_suite
+
+    class Answers:  # a candidate that answers "4": what the registry records is under test, not generation
+        kind = "stub"
+
+        def __init__(self, spec):
+            self.spec = spec
+
+        def describe(self):
+            return {"kind": self.kind, "spec": self.spec}
+
+        def generate(self, convs, gen, progress=None):
+            progress(len(convs))
+            return [Answer("4", 5, 1, 0.1) for _ in convs]
+
+    shown = []
+
+    @contextlib.contextmanager
+    def progress(label, total):
+        shown.append([label, total, 0])
+        yield lambda n: shown[-1].__setitem__(2, shown[-1][2] + n)
+
+    monkeypatch.setattr(runner, "make_provider", lambda spec, *args: Answers(spec))
+    write_jsonl(tmp_path / "d.jsonl", [GOOD])
+    (tmp_path / "s.yaml").write_text("name: s\ndata: d.jsonl\nmetrics: [exact_match]\n"
+                                     "gate: candidate.exact_match >= 1\n")
+    outcome = runner.run_eval(load_suite(tmp_path / "s.yaml"), "models:/tickets/2", out_dir=tmp_path / "out",
+                              promote=True, progress=progress)
+    assert outcome.verdict == "pass" and outcome.report["promotion"]["changed"]
+    assert shown == [["candidate: models:/tickets/2", 1, 1]]
+    tags = registry.resolve_version("models:/tickets@champion").tags
+    assert tags["gekro_ft.eval.verdict"] == "pass"
+    assert tags["gekro_ft.eval.run_id"] == outcome.report["mlflow"]["run_id"]
+    assert tags["gekro_ft.eval.report"] == str(outcome.paths["json"]) == str(tmp_path / "out" / "report.json")

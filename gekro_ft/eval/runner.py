@@ -206,19 +206,20 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
 
     report["mlflow"] = log_eval(report, paths, cand.provider.describe().get("training_run_id"))
     if target:
-        report["promotion"] = _promote(target, decision["verdict"], report)
+        report["promotion"] = _promote(target, decision["verdict"], report, paths["json"])
     elif promote:
         report["promotion"] = None
     paths = write_report(report, out_dir)  # again, now with the MLflow run and promotion in it
     return EvalOutcome(report, decision["verdict"], paths)
 
 
-def _promote(target: tuple[str, str], verdict: str, report: dict[str, Any]) -> dict[str, Any]:
+def _promote(target: tuple[str, str], verdict: str, report: dict[str, Any],
+             report_path: Path) -> dict[str, Any]:
     from gekro_ft import registry
 
     name, version = target
     run_id = (report.get("mlflow") or {}).get("run_id", "")
-    registry.record_eval(name, version, verdict, run_id, str(report["suite"]["name"]))
+    registry.record_eval(name, version, verdict, run_id, str(report_path))
     if verdict != "pass":
         return {"name": name, "version": version, "alias": "champion", "changed": False,
                 "reason": f"gate verdict is {verdict}"}
