@@ -69,6 +69,9 @@ def test_errors_name_the_model(store, cli):
     result = cli("promote", "--rollback", "nothing")
     assert result.exit_code == 2 and "Error" in result.output
     assert cli("promote", "tickets").exit_code == 2  # no version: a usage error, not a traceback
+    for bad in ("tickets@champion", "models:/tickets@champion", "tickets/x", "/3", "a/b/3"):
+        result = cli("promote", bad)
+        assert result.exit_code == 2 and f"{bad!r} is not NAME/VERSION" in result.output
     result = cli("models", "list", "nothing")
     assert result.exit_code == 2 and "no registered model named 'nothing'" in result.output
 
