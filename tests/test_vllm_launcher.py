@@ -23,8 +23,8 @@ from gekro_ft.serve.profile import load_profile
 from gekro_ft.serve.vllm import (ServerInfo, client_host, find_vllm, load_adapter, lora_rank_for,
                                  ready_text, run_vllm, served_models, unload_adapter,
                                  vllm_adapter_problems, vllm_command, vllm_env)
-from tests.serving import free_port
-from tests.test_serve_profile import SHIPPED, fake_adapter
+from serving import free_port
+from test_serve_profile import SHIPPED, fake_adapter
 
 SMOL = {"name": "smollm2-135m-instruct", "source": "/cache/models/smollm2-135m-instruct", "kind": "bundled"}
 
@@ -395,7 +395,7 @@ def test_real_vllm_serves_the_bundled_model_and_an_adapter(tmp_path):
         pytest.skip("needs a CUDA GPU")
     import openai
 
-    from tests.serving import make_adapter
+    from serving import make_adapter
 
     adapter = make_adapter(tmp_path / "adapter", r=8)  # random non-zero LoRA weights, with our manifest
     port = free_port()
