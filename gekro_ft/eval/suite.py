@@ -1,9 +1,9 @@
 """Eval suites (``eval/*.yaml``): what to ask, how to generate, how to score, and the gate.
 
 A suite is validated in full before anything is generated, so a broken suite costs
-nothing: unknown keys, a bad metric or a gate that does not parse are all reported at
-once, each naming its key; then the data file and the names the gate and success use.
-Metrics and the gate are parsed once, at load, into typed objects.
+nothing: unknown keys, a missing data file, a bad metric or a gate that does not parse
+are all reported at once, each naming its key; then the metric names the gate and the
+success metric use. Metrics and the gate are parsed once, at load, into typed objects.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from gekro_ft.errors import RecipeError
 from gekro_ft.eval.gate import Gate, GateError, parse_gate
@@ -75,12 +75,26 @@ class Suite(_Strict):
     cost: Cost = Field(default_factory=Cost)
     source: Path | None = Field(None, exclude=True)
 
+    @field_validator("data")
+    @classmethod
+    def _data_exists(cls, data: Path, info: ValidationInfo) -> Path:
+        """Checked with the other fields where the suite's directory is known (``load_suite``)."""
+        base_dir = (info.context or {}).get("base_dir")
+        path = None if base_dir is None else _resolve(base_dir, data)
+        if path is not None and not path.is_file():
+            raise PydanticCustomError("data_missing", "{path} does not exist", {"path": str(path)})
+        return data
+
     @property
     def base_dir(self) -> Path:
         return self.source.parent if self.source else Path.cwd()
 
     def data_path(self) -> Path:
-        return self.data if self.data.is_absolute() else self.base_dir / self.data
+        return _resolve(self.base_dir, self.data)
+
+
+def _resolve(base_dir: Path, data: Path) -> Path:
+    return data if data.is_absolute() else Path(base_dir) / data
 
 
 def suites_dir() -> Path:
@@ -99,7 +113,7 @@ def find_suite(name_or_path: str | Path) -> Path:
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
-    """Load and check a suite: schema, metrics and gate, then the data file and the names used."""
+    """Load and check a suite: every field (data file, metrics, gate...), then the names used."""
     path = find_suite(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -137,12 +151,9 @@ def with_gate(suite: Suite, gate: str) -> Suite:
 
 
 def check_suite(suite: Suite) -> list[str]:
-    """What a valid suite can still get wrong: its data file, and names the gate and the
-    success metric use that its metrics do not give."""
-    problems = []
-    if not suite.data_path().is_file():
-        problems.append(f"data: {suite.data_path()} does not exist")
-    problems += _gate_problems(suite.gate, suite.metrics)
+    """What a valid suite can still get wrong: names the gate and the success metric use
+    that its metrics do not give."""
+    problems = _gate_problems(suite.gate, suite.metrics)
     if suite.success.metric not in example_score_names(suite.metrics):
         problems.append(f"success.metric: {suite.success.metric!r} is not a per-example score of these "
                         f"metrics ({', '.join(example_score_names(suite.metrics))})")
