@@ -38,6 +38,12 @@ def shipped(*parts: str) -> Path:
     return Path(str(importlib.resources.files("gekro_ft").joinpath("shipped", *parts))).resolve()
 
 
+def inside_package(path: str | Path) -> bool:
+    """True for a file of an installed gekro-ft (site-packages: not a place to write beside)."""
+    package = Path(str(importlib.resources.files("gekro_ft"))).resolve()
+    return Path(path).resolve().is_relative_to(package)
+
+
 @dataclass(frozen=True)
 class ConfigKind:
     """One kind of config file and where files of that kind are looked for."""

@@ -63,3 +63,18 @@ def level_progress(console: Console = err) -> Iterator[Callable[[str, int, int |
                 bar.update(task[0], completed=done)
 
         yield update
+
+
+@contextlib.contextmanager
+def count_progress(description: str, total: int) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over ``total`` items on stderr; yields ``advance(n)`` (None when stderr
+    is not a terminal)."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -1,4 +1,8 @@
-"""Shared fixtures. Test helpers live here, not in the package."""
+"""Shared fixtures. Test helpers live here and in ``serving.py``, not in the package.
+
+Tests import them by module name (``from conftest import oa``, ``from serving import free_port``):
+pytest puts ``tests/`` on ``sys.path`` (no ``__init__.py``, the default import mode), whereas
+``tests.serving`` needs the repository root there and imports a second copy of the module."""
 
 from __future__ import annotations
 

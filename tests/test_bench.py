@@ -235,23 +235,25 @@ def test_a_stream_cut_before_done_or_with_an_error_event_is_an_error():
 # ---------------------------------------------------------------- against the server
 
 
-def test_counts_and_latencies_match_the_servers_known_timing(server, tmp_path):
+def test_counts_and_latencies_follow_from_the_servers_known_timing(server, tmp_path):
     server.configure(tokens=20, ttft_ms=50, token_delay_ms=10)
     run = measure(settings(server, tmp_path, concurrency=[1, 4], requests=8))
-    for lv in run.results:
+    for level, lv in zip(run.levels, run.results):
         assert (lv["requests"], lv["completed"], lv["errors"], lv["error_rate"]) == (8, 8, 0, 0.0)
         assert lv["output_tokens"] == 8 * 20 and lv["tokens_from"] == "usage"
         assert lv["input_tokens"] == 8 * 30  # the server counts words; each synthetic prompt is 30 words
-        # The server sends token i at arrival + 50 ms + i * 10 ms (absolute schedule), so these are floors:
+        # The server sends token i at arrival + 50 ms + i * 10 ms (absolute schedule): floors, which a
+        # slow machine only raises. Upper bounds would time the machine, not the client.
         assert lv["ttft_ms"]["p50"] >= 50 and lv["e2el_ms"]["p50"] >= 50 + 19 * 10
-        # TPOT = (E2EL - TTFT) / 19: only the last token's lateness minus the first's counts, spread over
-        # 19 gaps, so 2 ms covers 38 ms of scheduling jitter on a shared machine.
-        assert lv["tpot_ms"]["mean"] == pytest.approx(10.0, abs=2.0)
-        assert lv["itl_ms"]["mean"] == pytest.approx(10.0, abs=2.0)
-    assert [lv["max_in_flight"] for lv in run.results] == [1, 4]
+        # 20 chunks: 19 gaps; TPOT = (E2EL - TTFT) / 19 per request; the level's means (ms, 4 decimals) are theirs
+        assert all(len(r.itl) == 19 and r.tpot == pytest.approx((r.e2el - r.ttft) / 19) for r in level.records)
+        assert lv["tpot_ms"]["mean"] == pytest.approx(1000 * sum(r.tpot for r in level.records) / 8, abs=1e-4)
+        itl = [g for r in level.records for g in r.itl]
+        assert lv["itl_ms"]["mean"] == pytest.approx(1000 * sum(itl) / len(itl), abs=1e-4)
+    # concurrency 4 had 4 requests at the server at once, not 4 queued behind one connection
+    assert [lv["max_in_flight"] for lv in run.results] == [1, 4] and server.stats()["max_in_flight"] == 4
     # 8 back-to-back requests of >= 240 ms at concurrency 1 take >= 1.92 s: at most 8 / 1.92 req/s
     assert run.results[0]["request_throughput"] <= 8 / 1.92
-    assert run.results[1]["request_throughput"] > 2.5 * run.results[0]["request_throughput"]
 
 
 @pytest.mark.parametrize("mode, status, kind", [("status", 500, "http_500"), ("status", 429, "http_429"),
@@ -295,37 +297,39 @@ def test_the_completions_endpoint_streams_text_chunks(server, tmp_path):
 def test_requests_past_the_timeout_are_errors(server, tmp_path):
     server.configure(tokens=20, token_delay_ms=100)  # 2 s a request
     lv = measure(settings(server, tmp_path, requests=4, timeout_s=0.3)).results[0]
+    # every request reached the server; the client gave up on each (a wait of 2 s would have completed it)
     assert (lv["completed"], lv["errors"], lv["error_kinds"]) == (0, 4, {"timeout": 4})
-    assert lv["duration_s"] < 1.5  # 2 rounds of 0.3 s, not 2 rounds of 2 s
+    assert server.stats()["count"] == 4 and lv["output_tokens"] == 0
 
 
 def test_a_level_can_run_for_a_duration(server, tmp_path):
     server.configure(tokens=5, token_delay_ms=20)  # about 100 ms a request
     lv = measure(settings(server, tmp_path, requests=None, duration_s=0.5)).results[0]
-    # 2 workers x (0.5 s / ~0.1 s) = about 10 started; every one that started is finished and counted
-    assert 6 <= lv["requests"] <= 12 and lv["completed"] == lv["requests"]
-    assert lv["duration_s"] >= 0.5
+    # how many fit in 0.5 s depends on the machine; that every one started is finished and counted does not
+    assert lv["requests"] == server.stats()["count"] and lv["completed"] == lv["requests"]
+    assert lv["duration_s"] >= 0.5  # a floor: the level runs for its duration, then its last requests end
 
 
 def test_constant_rate_is_achieved_and_poisson_gaps_vary(server, tmp_path):
     server.configure(tokens=4, token_delay_ms=5)
     const = measure(settings(server, tmp_path, rates=[20.0], arrival="constant", requests=30))
-    lv = const.results[0]
+    lv, level = const.results[0], const.levels[0]
     assert lv["rate"] == 20.0 and lv["completed"] == 30
-    assert lv["achieved_rate"] == pytest.approx(20.0, rel=0.05)
-    # 29 gaps of 50 ms: the last request starts at 1.45 s
-    assert max(r.start for r in reqs(const)) - const.levels[0].start == pytest.approx(1.45, abs=0.1)
+    # the schedule, not the clock: request i is due at i / 20 s, so the last at 1.45 s
+    assert level.schedule == pytest.approx([i / 20 for i in range(30)])
+    assert all(t - level.start >= due for t, due in zip(level.launches, level.schedule))  # never early
+    assert lv["achieved_rate"] == pytest.approx(29 / (level.launches[-1] - level.launches[0]), rel=1e-3)
     timed = measure(settings(server, tmp_path, rates=[20.0], arrival="constant", requests=None, duration_s=0.5))
     assert timed.results[0]["requests"] == 10  # due at 0, 50, ..., 450 ms; the one due at 500 ms is not sent
 
     pois = measure(settings(server, tmp_path, rates=[40.0], arrival="poisson", requests=60, seed=3))
-    starts = sorted(r.start for r in reqs(pois))
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    due = pois.levels[0].schedule
+    gaps = [b - a for a, b in zip(due, due[1:])]
     mean = sum(gaps) / len(gaps)
     cv = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5 / mean
-    assert cv > 0.6  # exponential gaps have CV 1; the constant schedule's are near 0
+    assert cv > 0.6  # exponential gaps have CV 1; the constant schedule's are 0
     # 59 exponential gaps at 40/s: the sample mean is within 3 standard errors (39%) of 25 ms
-    assert pois.results[0]["achieved_rate"] == pytest.approx(40.0, rel=0.39)
+    assert mean == pytest.approx(1 / 40, rel=0.39)
 
 
 def test_max_concurrency_caps_an_open_loop(server, tmp_path):

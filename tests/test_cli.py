@@ -24,6 +24,24 @@ def test_help_does_not_import_torch_or_transformers():
     assert "HEAVY []" in proc.stderr
 
 
+def test_no_library_module_imports_the_cli():
+    # layers point down: stages and the base return objects; only the CLI prints (progress included)
+    import ast
+
+    from conftest import REPO
+
+    offenders = []
+    for path in sorted((REPO / "gekro_ft").rglob("*.py")):
+        if path.parent.name == "cli" or path.name == "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names
+                          if n == "gekro_ft.cli" or n.startswith("gekro_ft.cli.")]
+    assert offenders == []
+
+
 def test_debug_env_shows_tracebacks(tmp_path):
     missing = tmp_path / "missing.jsonl"
     cmd = [sys.executable, "-m", "gekro_ft.cli", "data", "validate", str(missing)]

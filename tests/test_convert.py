@@ -159,3 +159,15 @@ def test_unwritable_target_is_a_one_line_error(cli, tmp_path):
     blocker.write_text("")
     result = cli("data", "convert", src, blocker / "sub" / "o.jsonl", "--to", "alpaca")
     assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_the_prompt_is_the_conversation_up_to_its_last_assistant_turn():
+    from gekro_ft.data.schemas.openai import read
+
+    conv, _ = read(RICH_OPENAI[0])
+    messages = conv.messages()
+    # system, user, assistant (tool calls), tool, tool, assistant, user | assistant (the answer)
+    assert conv.prompt_messages() == messages[:-1]
+    assert conv.prompt().tools == conv.tools and conv.prompt().extra == conv.extra
+    no_answer, _ = read({"messages": [{"role": "user", "content": "hi"}]})
+    assert no_answer.prompt_messages() == no_answer.messages()  # nothing to leave out

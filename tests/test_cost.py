@@ -148,3 +148,26 @@ def test_cost_report_refuses_a_bad_bench_naming_the_field(tmp_path, cli):
     result = cli("cost", "report", "--bench", bench, "--gpu-hourly", "1", "--out", tmp_path / "o")
     assert result.exit_code == 2 and "schema_version 7" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_an_eval_prices_its_self_hosted_side_as_the_cost_report_does(tmp_path):
+    from gekro_ft.cost.model import compute
+    from gekro_ft.eval.pricing import price_sides
+    from gekro_ft.eval.suite import Suite
+
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(bench_doc([(1, 20.0, 0), (4, 50.0, 0), (16, 80.0, 1)])))
+    suite = Suite.model_validate({"name": "x", "data": "d.jsonl", "metrics": ["exact_match"],
+                                  "gate": "candidate.exact_match >= 1", "cost": {"candidate_gpu": "rtx-4090"}})
+    side = {"provider": {"kind": "local"}, "answered": 4, "correct": 2, "output_tokens": 1_000_000}
+    cost = price_sides(suite, {"candidate": side}, bench, None)["candidate"]
+    # the level the cost report picks: 50 tok/s (16 is faster but had an error); 0.44 $/h (rtx-4090)
+    # ÷ (50 × 3600) × 1e6 = $2.4444 per 1M, the cost report's full-load figure without overhead
+    assert cost["usd_per_1m_output_tokens"] == pytest.approx(0.44 / (50 * 3600) * 1e6)
+    assert cost["usd_per_1m_output_tokens"] == compute(0.44, 50.0).full_load_usd_per_1m_output_tokens
+    assert "50 output tokens/s measured" in cost["basis"]
+    assert cost["total_usd"] == pytest.approx(cost["usd_per_1m_output_tokens"])  # 1M output tokens
+    assert cost["usd_per_correct_output"] == pytest.approx(cost["total_usd"] / 2)
+    bench.write_text(json.dumps(bench_doc([(1, 20.0, 1)])))
+    assert price_sides(suite, {"candidate": side}, bench, None)["candidate"] == {
+        "basis": "not priced", "reason": f"{bench}: no level finished without errors"}

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from tests.serving import free_port, make_adapter, server_process
+from serving import free_port, make_adapter, server_process
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from tests.serving import free_port, make_adapter, server_process
+from serving import free_port, make_adapter, server_process
 
 pytestmark = pytest.mark.slow
 

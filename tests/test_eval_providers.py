@@ -120,6 +120,10 @@ def test_every_shipped_suite_loads():
         suite = load_suite(path)
         assert path.read_text().startswith("# gekro-ft eval ")
         assert suite.data_path().is_file()
+        raw, dumped = yaml.safe_load(path.read_text()), suite.model_dump(mode="json")
+        # parsed once into typed metrics and a gate; written back (report, MLflow) as the suite has them
+        assert dumped["metrics"] == raw["metrics"] and dumped["gate"] == " ".join(raw["gate"].split())
+        assert suite.gate.names()["candidate"]
 
 
 def test_a_broken_suite_lists_every_problem(tmp_path, cli):
@@ -128,7 +132,8 @@ def test_a_broken_suite_lists_every_problem(tmp_path, cli):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(bad))
     result = cli("eval", tmp_path / "s.yaml", "--candidate", "base:smollm2-135m-instruct")
     assert result.exit_code == 2
-    for part in ("generation.max_tokens", "colour", ):
+    for part in ("generation.max_tokens", "colour", "missing.jsonl does not exist",  # all at once
+                 "metrics[1]: unknown metric 'bleu'", "gate: gate 'candidate.f1 >= 1 or': invalid syntax"):
         assert part in result.output
     good = {"name": "x", "data": "d.jsonl", "metrics": ["exact_match", "bleu"], "gate": "candidate.f1 >= 1 or"}
     write_jsonl(tmp_path / "d.jsonl", [oa(("user", "q"), ("assistant", "a"))])

@@ -104,7 +104,7 @@ def test_a_failed_gate_stops_before_serving_with_exit_1(tmp_path):
 
     from gekro_ft.pipeline.config import load_pipeline
     from gekro_ft.pipeline.state import PipelineState
-    from tests.serving import make_adapter
+    from serving import make_adapter
 
     work = tmp_path / "work"
     overrides = ["eval.limit=4", "eval.promote=false"]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import REPO
-from tests.serving import free_port, server_process
+from serving import free_port, server_process
 
 pytestmark = pytest.mark.slow
 

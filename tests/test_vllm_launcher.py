@@ -25,8 +25,8 @@ from gekro_ft.serve.profile import load_profile
 from gekro_ft.serve.ready import ServerInfo, ready_text
 from gekro_ft.serve.vllm import (find_vllm, load_adapter, run_vllm, served_models, unload_adapter,
                                  vllm_adapter_problems, vllm_command, vllm_env)
-from tests.serving import free_port
-from tests.test_serve_profile import SHIPPED, fake_adapter
+from serving import free_port
+from test_serve_profile import SHIPPED, fake_adapter
 
 SMOL = {"name": "smollm2-135m-instruct", "source": "/cache/models/smollm2-135m-instruct", "kind": "bundled"}
 
@@ -397,7 +397,7 @@ def test_real_vllm_serves_the_bundled_model_and_an_adapter(tmp_path):
         pytest.skip("needs a CUDA GPU")
     import openai
 
-    from tests.serving import make_adapter
+    from serving import make_adapter
 
     adapter = make_adapter(tmp_path / "adapter", r=8)  # random non-zero LoRA weights, with our manifest
     port = free_port()

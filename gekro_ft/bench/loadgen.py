@@ -55,6 +55,7 @@ class Level:
     start: float
     end: float
     launches: list[float] = field(default_factory=list)  # rate mode: when each request started
+    schedule: list[float] = field(default_factory=list)  # rate mode: when each was due, s after the start
     max_in_flight: int = 0
 
 
@@ -272,6 +273,7 @@ async def _open_loop(client: StreamClient, feed: _Feed, rate: float, settings: B
     start = time.perf_counter()
     offset = 0.0  # when the next request is due, seconds after the start
     launches: list[float] = []
+    schedule: list[float] = []
     tasks = []
     while settings.requests is None or len(tasks) < settings.requests:
         if settings.duration_s is not None and offset >= settings.duration_s:
@@ -280,13 +282,14 @@ async def _open_loop(client: StreamClient, feed: _Feed, rate: float, settings: B
         if delay > 0:
             await asyncio.sleep(delay)
         launches.append(time.perf_counter())
+        schedule.append(offset)
         tasks.append(asyncio.create_task(one(len(tasks))))
         # constant: i / rate, not a running sum, so a duration holds exactly rate x duration requests
         offset = len(tasks) / rate if settings.arrival == "constant" else offset + rng.expovariate(rate)
     await asyncio.gather(*tasks)
     records.sort(key=lambda r: r.index)
     end = max((r.end for r in records), default=time.perf_counter())
-    return Level(settings.max_concurrency, rate, records, start, end, launches, flight.max)
+    return Level(settings.max_concurrency, rate, records, start, end, launches, schedule, flight.max)
 
 
 def _count_tokens(records: list[RequestRecord], prompts: PromptSet, counter: TokenCounter) -> None:

@@ -79,8 +79,8 @@ def file_prompts(path: str | Path, endpoint: str, schema: str | None = None,
     for row in read_rows(path, schema):
         if limit is not None and len(bodies) >= limit:
             break
-        messages = _prompt_messages(row.conv.messages()) if row.readable else []
-        if not messages:
+        messages = row.conv.prompt_messages() if row.readable else []
+        if not any(m["role"] in ("user", "tool") for m in messages):  # nothing for the model to answer
             skipped += 1
             if first_problem is None:
                 where = f"line {row.line}" if row.line is not None else f"row {row.index + 1}"
@@ -98,9 +98,3 @@ def file_prompts(path: str | Path, endpoint: str, schema: str | None = None,
                                                               if first_problem else ": it is empty"))
     return PromptSet(bodies, f"{path}: {len(bodies)} prompts", skipped=skipped)
 
-
-def _prompt_messages(messages: list[dict]) -> list[dict]:
-    """Up to the last assistant turn (or all of it, when there is none); empty if no user turn."""
-    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
-    prompt = messages[:last]
-    return prompt if any(m["role"] in ("user", "tool") for m in prompt) else []

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from gekro_ft.cli.output import err, out, print_json
+from gekro_ft.cli.output import count_progress, err, out, print_json
 
 
 @click.command("eval")
@@ -19,7 +19,8 @@ from gekro_ft.cli.output import err, out, print_json
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Report directory (default work/eval/SUITE).")
 @click.option("--recordings", type=click.Path(file_okay=False, path_type=Path),
-              help="Where endpoint answers are recorded (default eval/recordings/SUITE beside the suite).")
+              help="Where endpoint answers are recorded (default recordings/SUITE beside the suite; "
+                   "for a suite shipped in an installed package, in the gekro-ft cache).")
 @click.option("--record-only", is_flag=True, help="Ask the endpoints again and overwrite their recordings.")
 @click.option("--promote", is_flag=True, help="Move the registry alias `champion` to the candidate if the gate passes.")
 @click.option("--bench", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -54,7 +55,7 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
     outcome = run_eval(s, candidate, baseline, out_dir=out_dir or Path("work/eval") / s.name,
                        candidate_model=candidate_model, baseline_model=baseline_model,
                        recordings_dir=recordings, record_only=record_only, promote=promote,
-                       bench=bench, prices=prices)
+                       bench=bench, prices=prices, progress=count_progress)
     r = outcome.report
     if as_json:
         print_json({"verdict": outcome.verdict, "reason": r["gate"]["reason"],

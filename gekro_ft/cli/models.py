@@ -32,11 +32,14 @@ def promote(model_version: str | None, alias: str, rollback_name: str | None) ->
     else:
         if not model_version:
             raise click.UsageError("give MODEL_VERSION (NAME/VERSION) or --rollback NAME")
-        ref = model_version.removeprefix("models:/")
-        name, _, version = ref.rpartition("/")
-        if not name or not version.isdigit():
+        uri = model_version if model_version.startswith("models:/") else f"models:/{model_version}"
+        try:
+            ref = registry.parse_model_uri(uri)
+        except registry.RegistryError:
+            ref = None
+        if ref is None or ref.version is None:  # an alias is what promote moves, not what it takes
             raise click.BadParameter(f"{model_version!r} is not NAME/VERSION", param_hint="MODEL_VERSION")
-        change = registry.promote(name, version, alias, reason="gekro-ft promote")
+        change = registry.promote(ref.name, ref.version, alias, reason="gekro-ft promote")
     if change["changed"]:
         was = f" (was version {change['previous']})" if change["previous"] else ""
         out.print(f"{change['name']}@{alias} -> version {change['version']}{was}")

@@ -10,8 +10,9 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
+from gekro_ft.progress import count_progress, err  # noqa: F401 - the CLI's stderr console and eval bar
+
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(obj) -> None:

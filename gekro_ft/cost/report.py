@@ -40,6 +40,13 @@ def read_bench(path: Path) -> dict[str, Any]:
     return doc
 
 
+def fastest_clean_level(levels: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The level a served throughput is quoted at (here and in the eval's pricing): the most
+    output tokens/s among the levels that finished without errors; None when none did."""
+    clean = [lv for lv in levels if lv["error_rate"] == 0 and lv["output_tokens_per_s"] > 0]
+    return max(clean, key=lambda lv: lv["output_tokens_per_s"]) if clean else None
+
+
 def pick_level(bench: dict[str, Any], path: Path, concurrency: int | None) -> dict[str, Any]:
     levels = bench["levels"]
     if concurrency is not None:
@@ -48,10 +55,10 @@ def pick_level(bench: dict[str, Any], path: Path, concurrency: int | None) -> di
             raise BenchError(f"{path}: no level with concurrency {concurrency} "
                              f"(has {', '.join(str(lv['concurrency']) for lv in levels)})")
         return chosen[0]
-    clean = [lv for lv in levels if lv["error_rate"] == 0 and lv["output_tokens_per_s"] > 0]
-    if not clean:
+    fastest = fastest_clean_level(levels)
+    if fastest is None:
         raise BenchError(f"{path}: every level had errors; pick one with --level CONCURRENCY")
-    return max(clean, key=lambda lv: lv["output_tokens_per_s"])
+    return fastest
 
 
 def success_rates(eval_report: Path | None) -> tuple[float | None, float | None, str | None]:

@@ -67,6 +67,16 @@ class Conversation:
             out.append(m)
         return out
 
+    def prompt(self) -> Conversation:
+        """What the model is asked: the conversation up to (not including) its last assistant
+        turn, or all of it when it has none."""
+        last = max((i for i, t in enumerate(self.turns) if t.role == "assistant"), default=len(self.turns))
+        return Conversation(self.turns[:last], self.system, self.tools, self.extra)
+
+    def prompt_messages(self) -> list[dict[str, Any]]:
+        """``prompt()`` as OpenAI-style message dicts: what a chat endpoint is sent."""
+        return self.prompt().messages()
+
 
 PART_SEPARATOR = "\n\n"
 
@@ -88,6 +98,5 @@ def normalized_text(conv: Conversation) -> str:
 
 
 def prompt_text(conv: Conversation) -> str:
-    """The normalized conversation up to its last assistant turn: what the model is asked."""
-    last = max((i for i, t in enumerate(conv.turns) if t.role == "assistant"), default=len(conv.turns))
-    return normalized_text(Conversation(turns=conv.turns[:last], system=conv.system))
+    """The normalized ``conv.prompt()``: what the model is asked."""
+    return normalized_text(conv.prompt())

@@ -120,6 +120,27 @@ class Gate:
     def __repr__(self) -> str:
         return f"Gate({self.text!r})"
 
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        """As a pydantic field: an expression string in, parsed by ``parse_gate`` (its message
+        is the validation error), the expression out."""
+        from pydantic_core import PydanticCustomError, core_schema
+
+        def parse(value: Any) -> Gate:
+            if isinstance(value, Gate):
+                return value
+            if not isinstance(value, str):
+                raise PydanticCustomError("gate_type", "a condition such as candidate.exact_match >= 0.9, "
+                                                       "got {got}", {"got": repr(value)})
+            try:
+                return parse_gate(value)
+            except GateError as e:
+                raise PydanticCustomError("gate", "{problem}", {"problem": str(e)}) from None
+
+        return core_schema.no_info_plain_validator_function(
+            parse, json_schema_input_schema=core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda gate: gate.text))
+
 
 def parse_gate(text: str) -> Gate:
     """Parse and check a gate expression; ``GateError`` says which part is not allowed."""

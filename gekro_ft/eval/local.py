@@ -26,9 +26,7 @@ class LocalGenerator:
         self.model = load_model(base_source, adapters, device=self.device, dtype=dtype)
 
     def prompt(self, conv: Conversation) -> str:
-        messages = conv.messages()
-        last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        return self.tokenizer.apply_chat_template(messages[:last], tokenize=False, add_generation_prompt=True,
+        return self.tokenizer.apply_chat_template(conv.prompt_messages(), tokenize=False, add_generation_prompt=True,
                                                   tools=conv.tools)
 
     def generate(self, convs: list[Conversation], max_new_tokens: int = 128, batch_size: int = 8) -> list[dict[str, Any]]:

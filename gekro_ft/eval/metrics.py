@@ -1,4 +1,4 @@
-"""Scoring eval answers against references: metric specs, per-example scores, aggregates.
+"""Scoring eval answers against references: metrics, per-example scores, aggregates.
 
 A suite lists its metrics by name, or as a mapping with ``name:`` and options::
 
@@ -10,7 +10,8 @@ A suite lists its metrics by name, or as a mapping with ``name:`` and options::
         field: priority
         labels: [low, medium, high, urgent]
 
-``build_metrics`` turns that list into ``Metric`` objects (every problem reported at once),
+Each entry is validated once, at load, into a typed ``Metric`` (a pydantic model per metric,
+told apart by ``name``; ``MetricList`` is the field type, every problem reported at once);
 ``score`` runs them over (prediction, reference) pairs. Each metric gives per-example scores
 and its own aggregate: most aggregates are the mean over examples, classification's
 macro-F1 is corpus-level. Every aggregate lies in [0, 1] and higher is better, so a gate
@@ -28,13 +29,17 @@ the answer would not accept it either. Only objects and arrays count as JSON ans
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, TypeAdapter,
+                      ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator,
+                      field_validator, model_serializer, model_validator)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from gekro_ft.errors import EvalError, MetricError
 
@@ -102,12 +107,23 @@ def _mean(values: list[float]) -> float:
 
 # ---------------------------------------------------------------- metrics
 
-class Metric:
-    """One metric: per-example scores, an aggregate, and what it needs of a reference."""
+class Metric(BaseModel):
+    """One metric as a suite lists it (its options, validated at load) and its scoring:
+    per-example scores, an aggregate, and what it needs of a reference."""
 
-    name: ClassVar[str]
-    example_keys: tuple[str, ...] = ()    # numeric per-example scores (usable as success.metric)
-    aggregate_keys: tuple[str, ...] = ()
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    example_keys: ClassVar[tuple[str, ...]] = ()    # numeric per-example scores (usable as success.metric)
+    aggregate_keys: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer
+    def _as_written(self) -> str | dict[str, Any]:
+        """Back to the suite's form: the bare name when no option was given."""
+        fields = type(self).model_fields
+        given = [k for k in fields if k in self.model_fields_set and k != "name"]
+        options = {fields[k].alias or k: getattr(self, k) for k in given}
+        return {"name": self.name, **options} if options else self.name
 
     def score_one(self, prediction: str, reference: str) -> Row:
         raise NotImplementedError
@@ -125,7 +141,7 @@ class ExactMatch(Metric):
     """1.0 when prediction and reference are equal: as JSON when both parse (key order,
     spacing and fences do not matter), else as normalized text."""
 
-    name = "exact_match"
+    name: Literal["exact_match"] = "exact_match"
     example_keys = aggregate_keys = ("exact_match",)
 
     def score_one(self, prediction: str, reference: str) -> Row:
@@ -138,7 +154,7 @@ class ExactMatch(Metric):
 class JsonValid(Metric):
     """1.0 when the prediction is a JSON object or array (a whole ```json fence allowed)."""
 
-    name = "json_valid"
+    name: Literal["json_valid"] = "json_valid"
     example_keys = aggregate_keys = ("json_valid",)
 
     def score_one(self, prediction: str, reference: str) -> Row:
@@ -149,13 +165,37 @@ class JsonSchemaValid(Metric):
     """1.0 when the prediction parses (as for json_valid) and validates against the schema;
     ``json_schema_error`` says what failed first, for the report."""
 
-    name = "json_schema"
+    name: Literal["json_schema"] = "json_schema"
+    schema_: str | dict[str, Any] = Field(alias="schema", description="A JSON Schema file (relative "
+                                          "to the suite file's directory) or the schema inline.")
     example_keys = aggregate_keys = ("json_schema_valid",)
+    _validator: Any = PrivateAttr(None)
 
-    def __init__(self, schema: dict):
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> JsonSchemaValid:
+        """Read and check the schema now, so a bad one fails the suite before any request."""
+        from jsonschema.exceptions import SchemaError
         from jsonschema.validators import validator_for
 
-        self.validator = validator_for(schema)(schema)
+        schema, where = self.schema_, "schema (inline)"
+        if isinstance(schema, str):
+            base_dir = Path((info.context or {}).get("base_dir", "."))  # the suite file's directory
+            path = Path(schema) if Path(schema).is_absolute() else base_dir / schema
+            where = f"schema {path}"
+            try:
+                schema = json.loads(path.read_text())
+            except OSError as e:
+                raise ValueError(f"{where}: cannot read ({e.strerror or e})") from None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{where}:{e.lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(schema, dict):
+            raise ValueError(f"{where}: a JSON Schema is an object")
+        try:
+            validator_for(schema).check_schema(schema)
+        except SchemaError as e:
+            raise ValueError(f"{where}: not a valid JSON Schema ({e.message})") from None
+        self._validator = validator_for(schema)(schema)
+        return self
 
     def score_one(self, prediction: str, reference: str) -> Row:
         from jsonschema.exceptions import best_match
@@ -163,7 +203,7 @@ class JsonSchemaValid(Metric):
         value = parse_json(prediction)
         if value is None:
             return {"json_schema_valid": 0.0, "json_schema_error": "not a JSON object or array"}
-        error = best_match(self.validator.iter_errors(value))
+        error = best_match(self._validator.iter_errors(value))
         if error is None:
             return {"json_schema_valid": 1.0, "json_schema_error": None}
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
@@ -181,7 +221,7 @@ class FieldF1(Metric):
     over examples (macro over examples, not pooled over fields).
     """
 
-    name = "field_f1"
+    name: Literal["field_f1"] = "field_f1"
     example_keys = aggregate_keys = ("field_precision", "field_recall", "field_f1")
 
     def score_one(self, prediction: str, reference: str) -> Row:
@@ -212,13 +252,26 @@ class Classification(Metric):
     set that occur in the references or predictions: a label nobody used has no F1 to give.
     """
 
-    name = "classification"
+    name: Literal["classification"] = "classification"
+    labels: list[str] = Field(min_length=2, description="The label set; matched normalized.")
+    field: str | None = Field(None, description="Dotted path of the label in a JSON answer; "
+                                                "default: the whole answer is the label.")
     example_keys = ("label_correct",)
     aggregate_keys = ("accuracy", "macro_f1")
 
-    def __init__(self, labels: list[str], field: str | None):
-        self.labels = {normalize_text(label): label for label in labels}
-        self.field = field.split(".") if field else None
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[str]) -> list[str]:
+        normalized = [normalize_text(label) for label in labels]
+        if "" in normalized:
+            raise ValueError("labels must not be empty")
+        if len(set(normalized)) != len(normalized):
+            raise ValueError("labels must differ after normalization (whitespace, case)")
+        return labels
+
+    @property
+    def by_normalized(self) -> dict[str, str]:
+        return {normalize_text(label): label for label in self.labels}
 
     def label_of(self, text: str) -> str | None:
         """The label as written in the label set if it is one; else what was found, normalized."""
@@ -226,21 +279,21 @@ class Classification(Metric):
             found = normalize_text(text)
         else:
             value: Any = parse_json(text)
-            for key in self.field:
+            for key in self.field.split("."):
                 value = value.get(key) if isinstance(value, dict) else None
             if value is None or isinstance(value, (dict, list)):
                 return None
             found = normalize_text(value if isinstance(value, str) else json.dumps(value))
-        return self.labels.get(found, found[:80])
+        return self.by_normalized.get(found, found[:80])
 
     def score_one(self, prediction: str, reference: str) -> Row:
         pred, ref = self.label_of(prediction), self.label_of(reference)
-        correct = pred is not None and pred == ref and pred in self.labels.values()
+        correct = pred is not None and pred == ref and pred in self.labels
         return {"label_correct": float(correct), "predicted_label": pred, "reference_label": ref}
 
     def aggregate(self, rows: list[Row]) -> dict[str, float]:
         f1s = []
-        for label in self.labels.values():
+        for label in self.labels:
             tp = sum(1 for r in rows if r["predicted_label"] == label and r["reference_label"] == label)
             fp = sum(1 for r in rows if r["predicted_label"] == label and r["reference_label"] != label)
             fn = sum(1 for r in rows if r["reference_label"] == label and r["predicted_label"] != label)
@@ -251,10 +304,10 @@ class Classification(Metric):
 
     def reference_problem(self, reference: str) -> str | None:
         label = self.label_of(reference)
-        if label in self.labels.values():
+        if label in self.labels:
             return None
-        where = f"field {'.'.join(self.field)} " if self.field else ""
-        return f"classification: reference {where}label {label!r} is not one of {list(self.labels.values())}"
+        where = f"field {self.field} " if self.field else ""
+        return f"classification: reference {where}label {label!r} is not one of {self.labels}"
 
 
 class _Words:
@@ -270,18 +323,19 @@ class RougeL(Metric):
     """ROUGE-L F-measure (rouge-score, no stemming), mean of per-example scores.
     Two answers with no words at all score 1.0 (the library says 0)."""
 
-    name = "rouge_l"
+    name: Literal["rouge_l"] = "rouge_l"
     example_keys = aggregate_keys = ("rouge_l",)
+    _scorer: Any = PrivateAttr(None)
 
-    def __init__(self):
+    def model_post_init(self, context: Any) -> None:
         from rouge_score.rouge_scorer import RougeScorer  # imports nltk: seconds, so only here
 
-        self.scorer = RougeScorer(["rougeL"], tokenizer=_Words())
+        self._scorer = RougeScorer(["rougeL"], tokenizer=_Words())
 
     def score_one(self, prediction: str, reference: str) -> Row:
         if not _Words.tokenize(prediction) and not _Words.tokenize(reference):
             return {"rouge_l": 1.0}
-        return {"rouge_l": self.scorer.score(reference, prediction)["rougeL"].fmeasure}
+        return {"rouge_l": self._scorer.score(reference, prediction)["rougeL"].fmeasure}
 
 
 class Chrf(Metric):
@@ -290,165 +344,103 @@ class Chrf(Metric):
     mean of the sentence scores (not sacrebleu's corpus score, which pools n-gram counts).
     Two answers with no characters but whitespace score 1.0 (sacrebleu says 0)."""
 
-    name = "chrf"
+    name: Literal["chrf"] = "chrf"
     example_keys = aggregate_keys = ("chrf",)
+    _chrf: Any = PrivateAttr(None)
 
-    def __init__(self):
+    def model_post_init(self, context: Any) -> None:
         from sacrebleu.metrics import CHRF
 
-        self.chrf = CHRF()
+        self._chrf = CHRF()
 
     def score_one(self, prediction: str, reference: str) -> Row:
         if not prediction.split() and not reference.split():
             return {"chrf": 1.0}
-        return {"chrf": self.chrf.sentence_score(prediction, [reference]).score / 100}
+        return {"chrf": self._chrf.sentence_score(prediction, [reference]).score / 100}
 
 
-# ---------------------------------------------------------------- specs
+# ---------------------------------------------------------------- a suite's metrics: list
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def build(self, base_dir: Path) -> Metric:
-        raise NotImplementedError
+METRICS = (ExactMatch, JsonValid, JsonSchemaValid, FieldF1, Classification, RougeL, Chrf)
+KNOWN = tuple(m.model_fields["name"].default for m in METRICS)
 
 
-class ExactMatchSpec(_Spec):
-    name: Literal["exact_match"]
-
-    def build(self, base_dir: Path) -> Metric:
-        return ExactMatch()
-
-
-class JsonValidSpec(_Spec):
-    name: Literal["json_valid"]
-
-    def build(self, base_dir: Path) -> Metric:
-        return JsonValid()
+def _named(raw: Any) -> Any:
+    """A bare name is short for a mapping with only ``name:``."""
+    if isinstance(raw, str):
+        return {"name": raw}
+    if not isinstance(raw, (dict, Metric)):
+        raise PydanticCustomError("metric_type", "a metric name or a mapping with name:, got {got}",
+                                  {"got": repr(raw)})
+    return raw
 
 
-class JsonSchemaSpec(_Spec):
-    name: Literal["json_schema"]
-    schema_: str | dict[str, Any] = Field(alias="schema", description="A JSON Schema file (relative "
-                                          "to the suite file's directory) or the schema inline.")
-
-    def build(self, base_dir: Path) -> Metric:
-        from jsonschema.exceptions import SchemaError
-
-        schema, where = self.schema_, "schema (inline)"
-        if isinstance(schema, str):
-            path = Path(schema) if Path(schema).is_absolute() else Path(base_dir) / schema
-            where = f"schema {path}"
-            try:
-                schema = json.loads(path.read_text())
-            except OSError as e:
-                raise MetricError([f"{where}: cannot read ({e.strerror or e})"]) from None
-            except json.JSONDecodeError as e:
-                raise MetricError([f"{where}:{e.lineno}: not valid JSON ({e.msg})"]) from None
-        if not isinstance(schema, dict):
-            raise MetricError([f"{where}: a JSON Schema is an object"])
-        from jsonschema.validators import validator_for
-
-        try:
-            validator_for(schema).check_schema(schema)
-        except SchemaError as e:
-            raise MetricError([f"{where}: not a valid JSON Schema ({e.message})"]) from None
-        return JsonSchemaValid(schema)
-
-
-class FieldF1Spec(_Spec):
-    name: Literal["field_f1"]
-
-    def build(self, base_dir: Path) -> Metric:
-        return FieldF1()
-
-
-class ClassificationSpec(_Spec):
-    name: Literal["classification"]
-    labels: list[str] = Field(min_length=2, description="The label set; matched normalized.")
-    field: str | None = Field(None, description="Dotted path of the label in a JSON answer; "
-                                                "default: the whole answer is the label.")
-
-    @field_validator("labels")
-    @classmethod
-    def _distinct(cls, labels: list[str]) -> list[str]:
-        normalized = [normalize_text(label) for label in labels]
-        if "" in normalized:
-            raise ValueError("labels must not be empty")
-        if len(set(normalized)) != len(normalized):
-            raise ValueError("labels must differ after normalization (whitespace, case)")
-        return labels
-
-    def build(self, base_dir: Path) -> Metric:
-        return Classification(self.labels, self.field)
-
-
-class RougeLSpec(_Spec):
-    name: Literal["rouge_l"]
-
-    def build(self, base_dir: Path) -> Metric:
-        return RougeL()
-
-
-class ChrfSpec(_Spec):
-    name: Literal["chrf"]
-
-    def build(self, base_dir: Path) -> Metric:
-        return Chrf()
-
-
-SPECS: dict[str, type[_Spec]] = {
-    "exact_match": ExactMatchSpec, "json_valid": JsonValidSpec, "json_schema": JsonSchemaSpec,
-    "field_f1": FieldF1Spec, "classification": ClassificationSpec, "rouge_l": RougeLSpec, "chrf": ChrfSpec,
-}
-
-
-def _describe(err: dict) -> str:
-    key = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return f"unknown key {key!r}"
-    if err["type"] == "missing":
-        return f"{key}: required"
-    return f"{key}: {err['msg'].removeprefix('Value error, ')}"
-
-
-def build_metrics(specs: list, base_dir: Path, source: str | None = None) -> list[Metric]:
-    """Metric objects from a suite's ``metrics:`` list; a ``MetricError`` lists every problem."""
-    if not isinstance(specs, list) or not specs:
-        raise MetricError(["metrics: a non-empty list of metric names or mappings"], source)
-    known = ", ".join(SPECS)
-    metrics: list[Metric] = []
-    problems: list[str] = []
-    seen: dict[str, int] = {}
-    for i, raw in enumerate(specs):
-        where = f"metrics[{i}]"
-        if isinstance(raw, str):
-            raw = {"name": raw}
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: a metric name or a mapping with name:, got {raw!r}")
+def _each_once(value: Any, handler: ValidatorFunctionWrapHandler) -> list[Metric]:
+    """The list validated item by item, plus a problem for each metric listed twice, all at once."""
+    if not isinstance(value, list) or not value:
+        raise PydanticCustomError("metrics_type", "a non-empty list of metric names or mappings")
+    first: dict[str, int] = {}
+    twice: list[InitErrorDetails] = []
+    for i, raw in enumerate(value):
+        name = raw.get("name") if isinstance(raw, dict) else getattr(raw, "name", raw)
+        if name not in KNOWN:
             continue
-        name = raw.get("name")
-        if name not in SPECS:
-            problems.append(f"{where}: unknown metric {name!r} (known: {known})" if name is not None
-                            else f"{where}: name: required (known: {known})")
-            continue
-        where = f"{where} ({name})"
-        if name in seen:
-            problems.append(f"{where}: listed twice (also metrics[{seen[name]}])")
-            continue
-        seen[name] = i
-        try:
-            spec = SPECS[name].model_validate(raw)
-        except ValidationError as e:
-            problems += [f"{where}: {_describe(err)}" for err in e.errors()]
-            continue
-        try:
-            metrics.append(spec.build(Path(base_dir)))
-        except MetricError as e:
-            problems += [f"{where}: {p}" for p in e.problems]
-    if problems:
-        raise MetricError(problems, source)
+        if name in first:
+            why = PydanticCustomError("metric_twice", "listed twice (also metrics[{i}])", {"i": first[name]})
+            twice.append(InitErrorDetails(type=why, loc=(i, name), input=raw))
+        else:
+            first[name] = i
+    try:
+        metrics = handler(value)
+    except ValidationError as e:
+        if not twice:
+            raise
+        found = [InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"]), loc=err["loc"],
+                                  input=err["input"]) for err in e.errors()]
+        errors = sorted([*found, *twice], key=lambda d: d["loc"][0])  # in list order, as written
+        raise ValidationError.from_exception_data("metrics", errors) from None
+    if twice:
+        raise ValidationError.from_exception_data("metrics", twice)
     return metrics
+
+
+# A suite's ``metrics:``; validation context ``{"base_dir": DIR}`` resolves schema files.
+MetricList = Annotated[list[Annotated[Union[METRICS], Field(discriminator="name"), BeforeValidator(_named)]],
+                       WrapValidator(_each_once)]
+
+
+def metric_problem(err: ErrorDetails, loc: tuple) -> str:
+    """One line for an error in validating a metrics list; ``loc`` is its location in the list."""
+    if not loc:
+        return f"metrics: {err['msg']}"
+    where = f"metrics[{loc[0]}]"
+    if err["type"] == "union_tag_invalid":
+        return f"{where}: unknown metric {err['input']['name']!r} (known: {', '.join(KNOWN)})"
+    if err["type"] == "union_tag_not_found":
+        return f"{where}: name: required (known: {', '.join(KNOWN)})"
+    if len(loc) == 1:
+        return f"{where}: {err['msg']}"
+    where, key = f"{where} ({loc[1]})", ".".join(str(p) for p in loc[2:])
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key {key!r}"
+    if err["type"] == "missing":
+        return f"{where}: {key}: required"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {key}: {msg}" if key else f"{where}: {msg}"
+
+
+@functools.cache
+def _list_adapter() -> TypeAdapter:
+    return TypeAdapter(MetricList)
+
+
+def build_metrics(specs: Any, base_dir: Path, source: str | None = None) -> list[Metric]:
+    """Metrics from a ``metrics:`` list (names or mappings) outside a suite; a ``MetricError``
+    lists every problem."""
+    try:
+        return _list_adapter().validate_python(specs, context={"base_dir": Path(base_dir)})
+    except ValidationError as e:
+        raise MetricError([metric_problem(err, err["loc"]) for err in e.errors()], source) from None
 
 
 # ---------------------------------------------------------------- scoring

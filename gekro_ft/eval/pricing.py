@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from gekro_ft.errors import BenchError, CostError, GekroError
 from gekro_ft.eval.suite import Suite
 
@@ -63,19 +61,20 @@ def _self_hosted(suite: Suite, side: dict[str, Any], table: Any, bench: Path | N
         tps, source = _measured_tps(bench), f"measured by gekro-ft bench ({bench})"
     if not tps:
         raise CostError("no served throughput: pass --bench bench.json or set cost.candidate_output_tokens_per_s")
-    usd_per_token = gpu.hourly_low / (tps * 3600)
-    total = side["output_tokens"] * usd_per_token
+    from gekro_ft.cost.model import usd_per_1m_output
+
+    per_1m = usd_per_1m_output(gpu.hourly_low, tps)  # the GPU alone, full load: `gekro-ft cost` adds the rest
+    total = side["output_tokens"] * per_1m / 1e6
     return {"basis": f"{gpu_name} at ${gpu.hourly_low:g}/h (as of {gpu.as_of}, {gpu.source}), "
                      f"{tps:,.0f} output tokens/s {source}, full load",
-            "usd_per_1m_output_tokens": usd_per_token * 1e6, **_per_output(total, side)}
+            "usd_per_1m_output_tokens": per_1m, **_per_output(total, side)}
 
 
 def _measured_tps(bench: Path) -> float:
-    try:
-        doc = orjson.loads(Path(bench).read_bytes())
-        levels = [lv for lv in doc["levels"] if lv.get("error_rate", 1) == 0]
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
-        raise BenchError(f"{bench}: not a readable bench.json ({e})") from None
-    if not levels:
+    """The throughput `gekro-ft cost` would price this bench at."""
+    from gekro_ft.cost.report import fastest_clean_level, read_bench
+
+    level = fastest_clean_level(read_bench(bench)["levels"])
+    if level is None:
         raise BenchError(f"{bench}: no level finished without errors")
-    return max(lv["output_tokens_per_s"] for lv in levels)
+    return level["output_tokens_per_s"]

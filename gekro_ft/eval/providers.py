@@ -44,13 +44,6 @@ class Answer:
     cached: bool = False
 
 
-def prompt_messages(conv: Conversation) -> list[dict]:
-    """The conversation up to (not including) its last assistant turn."""
-    messages = conv.messages()
-    last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-    return messages[:last]
-
-
 def _truncate_at_stop(text: str, stop: list[str]) -> str:
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=len(text))
     return text[:cut]
@@ -131,7 +124,7 @@ class EndpointProvider:
     def generate(self, convs: list[Conversation], gen: Generation,
                  progress: Callable[[int], None] | None = None) -> list[Answer]:
         settings = gen.model_dump()
-        prompts = [prompt_messages(c) for c in convs]
+        prompts = [c.prompt_messages() for c in convs]
         keys = [request_key(self.model, p, settings) for p in prompts]
         answers: list[Answer | None] = [None] * len(convs)
         todo = []
@@ -221,7 +214,7 @@ class ReplayProvider:
         settings = gen.model_dump()
         out = []
         for conv in convs:
-            rec = self.recording.get(request_key(model, prompt_messages(conv), settings))
+            rec = self.recording.get(request_key(model, conv.prompt_messages(), settings))
             out.append(Answer(rec["text"], rec.get("input_tokens"), rec.get("output_tokens"), rec.get("latency_s"),
                               cached=True) if rec else
                        Answer(None, error="not in the recording (the eval set or settings changed; re-record)",

@@ -9,9 +9,12 @@ gate that cannot be evaluated, anything raised on the way — none of them yield
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +22,15 @@ from typing import Any
 from gekro_ft import __version__
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.errors import EvalError, GateError, ProviderError
-from gekro_ft.eval.providers import Answer, make_provider, prompt_messages
+from gekro_ft.eval.providers import Answer, make_provider
 from gekro_ft.eval.suite import Suite
 
 SCHEMA_VERSION = 1
 EXIT = {"pass": 0, "fail": 1, "undecided": 2}
+
+# (label, examples) -> a context whose value advances a display by n answers, or is None.
+# The caller brings it (the CLI draws a bar on its console); the library draws nothing.
+Progress = Callable[[str, int], AbstractContextManager[Callable[[int], None] | None]]
 
 
 @dataclass
@@ -112,7 +119,7 @@ class EvalOutcome:
         return EXIT[self.verdict]
 
 
-def _score(side: Side, suite: Suite, metrics: list[Any], examples: list[Example]) -> None:
+def _score(side: Side, suite: Suite, examples: list[Example]) -> None:
     from gekro_ft.eval.metrics import score, success_rate
 
     ok = [i for i, a in enumerate(side.answers) if a.error is None]
@@ -120,7 +127,7 @@ def _score(side: Side, suite: Suite, metrics: list[Any], examples: list[Example]
     side.success = [None] * len(examples)
     if not ok:
         return
-    per, agg = score(metrics, [side.answers[i].text for i in ok], [examples[i].reference for i in ok])
+    per, agg = score(suite.metrics, [side.answers[i].text for i in ok], [examples[i].reference for i in ok])
     key, threshold = suite.success.metric, suite.success.threshold
     for i, scores in zip(ok, per):
         side.per_example[i] = scores
@@ -129,7 +136,7 @@ def _score(side: Side, suite: Suite, metrics: list[Any], examples: list[Example]
                        "success_rate": success_rate(per, key, threshold)}
 
 
-def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> dict[str, Any]:
+def _decide(suite: Suite, cand: Side, base: Side | None, n: int) -> dict[str, Any]:
     if n == 0:
         return {"verdict": "undecided", "reason": "the eval set is empty", "comparisons": []}
     for side in (cand, base):
@@ -138,7 +145,7 @@ def _decide(suite: Suite, gate: Any, cand: Side, base: Side | None, n: int) -> d
                     "reason": f"{side.role}: {side.errors} of {n} requests failed "
                               f"(max_error_rate {suite.max_error_rate:g})"}
     try:
-        v = gate.evaluate(cand.aggregates, base.aggregates if base else None)
+        v = suite.gate.evaluate(cand.aggregates, base.aggregates if base else None)
     except GateError as e:
         return {"verdict": "undecided", "reason": str(e), "comparisons": []}
     comparisons = v.to_dict()["comparisons"]
@@ -162,13 +169,23 @@ def registry_target(spec: str, provider: Any) -> tuple[str, str]:
                         hint="train with tracking.registered_model set, or pass models:/NAME/VERSION")
 
 
+def default_recordings(suite: Suite) -> Path:
+    """Beside the suite (commit them: CI replays them for free), or in gekro-ft's cache for a
+    suite read from an installed package."""
+    from gekro_ft.config import inside_package
+    from gekro_ft.models import cache_root
+
+    if suite.source is not None and inside_package(suite.source):
+        return cache_root() / "recordings" / suite.name
+    return suite.base_dir / "recordings" / suite.name
+
+
 def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_dir: Path,
              candidate_model: str | None = None, baseline_model: str | None = None,
              recordings_dir: Path | None = None, record_only: bool = False, promote: bool = False,
-             bench: Path | None = None, prices: Path | None = None, show_progress: bool = True) -> EvalOutcome:
-    metrics = suite.built_metrics()
-    gate = suite.parsed_gate()
-    recordings_dir = recordings_dir or suite.base_dir / "recordings" / suite.name
+             bench: Path | None = None, prices: Path | None = None,
+             progress: Progress | None = None) -> EvalOutcome:
+    recordings_dir = recordings_dir or default_recordings(suite)
     cand = Side("candidate", make_provider(candidate, candidate_model, suite.endpoint, recordings_dir, record_only))
     base = (Side("baseline", make_provider(baseline, baseline_model, suite.endpoint, recordings_dir, record_only))
             if baseline else None)
@@ -176,19 +193,20 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
     examples = load_examples(suite)
     from gekro_ft.eval.metrics import check_references
 
-    bad = check_references(metrics, [e.reference for e in examples])
+    bad = check_references(suite.metrics, [e.reference for e in examples])
     if bad:  # before generating: a broken eval set must not cost an API bill
         i, problem = bad[0]
         raise EvalError(f"{suite.data_path()}:{examples[i].line}: the reference cannot be scored: {problem}"
                          + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     started = time.time()
+    progress = progress or (lambda label, total: contextlib.nullcontext())
     for side in (cand, base):
         if side is None:
             continue
-        with _progress(f"{side.role}: {side.provider.describe()['spec']}", len(examples), show_progress) as step:
+        with progress(f"{side.role}: {side.provider.describe()['spec']}", len(examples)) as step:
             side.answers = side.provider.generate([e.conv for e in examples], suite.generation, step)
-        _score(side, suite, metrics, examples)
-    decision = _decide(suite, gate, cand, base, len(examples))
+        _score(side, suite, examples)
+    decision = _decide(suite, cand, base, len(examples))
     report = _report(suite, examples, cand, base, decision, started, bench, prices)
     from gekro_ft.eval.report import write_report
 
@@ -197,19 +215,20 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
 
     report["mlflow"] = log_eval(report, paths, cand.provider.describe().get("training_run_id"))
     if target:
-        report["promotion"] = _promote(target, decision["verdict"], report)
+        report["promotion"] = _promote(target, decision["verdict"], report, paths["json"])
     elif promote:
         report["promotion"] = None
     paths = write_report(report, out_dir)  # again, now with the MLflow run and promotion in it
     return EvalOutcome(report, decision["verdict"], paths)
 
 
-def _promote(target: tuple[str, str], verdict: str, report: dict[str, Any]) -> dict[str, Any]:
+def _promote(target: tuple[str, str], verdict: str, report: dict[str, Any],
+             report_path: Path) -> dict[str, Any]:
     from gekro_ft import registry
 
     name, version = target
     run_id = (report.get("mlflow") or {}).get("run_id", "")
-    registry.record_eval(name, version, verdict, run_id, str(report["suite"]["name"]))
+    registry.record_eval(name, version, verdict, run_id, str(report_path))
     if verdict != "pass":
         return {"name": name, "version": version, "alias": "champion", "changed": False,
                 "reason": f"gate verdict is {verdict}"}
@@ -230,7 +249,7 @@ def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None
     rows = []
     for i, ex in enumerate(examples):
         row = {"index": ex.index, "id": ex.id, "line": ex.line,
-               "prompt": prompt_messages(ex.conv)[-1]["content"], "reference": ex.reference}
+               "prompt": ex.conv.prompt_messages()[-1]["content"], "reference": ex.reference}
         for side in (cand, base):
             if side is None:
                 continue
@@ -249,35 +268,10 @@ def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None
         "gekro_ft_version": __version__,
         "suite": {"name": suite.name, "path": str(suite.source), "data": str(data),
                   "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "examples": n,
-                  "generation": suite.generation.model_dump(), "metrics": suite.metrics,
-                  "success": suite.success.model_dump(), "gate": suite.gate,
+                  "generation": suite.generation.model_dump(), "success": suite.success.model_dump(),
+                  "metrics": [m.model_dump() for m in suite.metrics], "gate": suite.gate.text,
                   "max_error_rate": suite.max_error_rate},
         "sides": sides,
-        "gate": {"expression": suite.gate, **decision},
+        "gate": {"expression": suite.gate.text, **decision},
         "examples": rows,
     }
-
-
-class _progress:
-    """A rich progress bar on stderr (silent when stderr is not a terminal, e.g. CI logs)."""
-
-    def __init__(self, label: str, total: int, enabled: bool):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.bar = None
-
-    def __enter__(self):
-        from gekro_ft.cli.output import err
-
-        if not (self.enabled and err.is_terminal):
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=err, transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda k: self.bar.advance(task, k)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

@@ -2,19 +2,21 @@
 
 A suite is validated in full before anything is generated, so a broken suite costs
 nothing: unknown keys, a missing data file, a bad metric or a gate that does not parse
-are all reported at once, each naming its key.
+are all reported at once, each naming its key; then the metric names the gate and the
+success metric use. Metrics and the gate are parsed once, at load, into typed objects.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
-from gekro_ft.config import ConfigKind
-from gekro_ft.errors import GekroError, SuiteError
+from gekro_ft.config import ConfigKind, describe
+from gekro_ft.errors import GateError, SuiteError
+from gekro_ft.eval.gate import Gate, parse_gate
+from gekro_ft.eval.metrics import Metric, MetricList, aggregate_names, example_score_names, metric_problem
 
 SUITES = ConfigKind("eval suite", "eval", "GEKRO_FT_SUITES", SuiteError)
 
@@ -61,31 +63,36 @@ class Suite(_Strict):
                                    "assistant turn of each is the reference.")
     limit: int | None = Field(None, ge=1, description="Use only the first N examples.")
     generation: Generation = Field(default_factory=Generation)
-    metrics: list[Any] = Field(min_length=1)
+    metrics: MetricList = Field(description="Names, or mappings with name: and options (eval/metrics.py).")
     success: Success = Field(default_factory=Success)
-    gate: str
+    gate: Gate = Field(description="A condition over both sides' aggregates (eval/gate.py); "
+                                   "serialized back to its expression.")
     max_error_rate: float = Field(0.0, ge=0, le=1, description="Failed requests tolerated per side "
                                                                "before the verdict is 'could not decide'.")
     endpoint: Endpoint = Field(default_factory=Endpoint)
     cost: Cost = Field(default_factory=Cost)
     source: Path | None = Field(None, exclude=True)
 
+    @field_validator("data")
+    @classmethod
+    def _data_exists(cls, data: Path, info: ValidationInfo) -> Path:
+        """Checked with the other fields where the suite's directory is known (``load_suite``)."""
+        base_dir = (info.context or {}).get("base_dir")
+        path = None if base_dir is None else _resolve(base_dir, data)
+        if path is not None and not path.is_file():
+            raise PydanticCustomError("data_missing", "{path} does not exist", {"path": str(path)})
+        return data
+
     @property
     def base_dir(self) -> Path:
         return self.source.parent if self.source else Path.cwd()
 
     def data_path(self) -> Path:
-        return self.data if self.data.is_absolute() else self.base_dir / self.data
+        return _resolve(self.base_dir, self.data)
 
-    def built_metrics(self) -> list[Any]:
-        from gekro_ft.eval.metrics import build_metrics
 
-        return build_metrics(self.metrics, self.base_dir)
-
-    def parsed_gate(self) -> Any:
-        from gekro_ft.eval.gate import parse_gate
-
-        return parse_gate(self.gate)
+def _resolve(base_dir: Path, data: Path) -> Path:
+    return data if data.is_absolute() else Path(base_dir) / data
 
 
 def find_suite(name_or_path: str | Path) -> Path:
@@ -93,68 +100,55 @@ def find_suite(name_or_path: str | Path) -> Path:
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
-    """Load and check a suite: schema, data file, metrics and gate, all problems at once."""
+    """Load and check a suite: every field (data file, metrics, gate...), then the names used."""
     path = find_suite(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise SuiteError(str(path), [f"cannot read YAML: {e}"]) from None
-    if not isinstance(raw, dict):
-        raise SuiteError(str(path), ["the top level must be a mapping"])
-    try:
-        suite = Suite.model_validate({**raw, "source": path})
+    file = SUITES.read(path)
+    try:  # the context resolves metric files (a JSON Schema) against the suite's directory
+        suite = Suite.model_validate({**file.doc, "source": path}, context={"base_dir": path.parent})
     except ValidationError as e:
-        raise SuiteError(str(path), [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-                                     for err in e.errors()]) from None
+        errors = e.errors()
+        raise SuiteError(str(path), [_describe(err) for err in errors],
+                         lines=[file.lines.get(tuple(map(str, err["loc"]))) for err in errors]) from None
     problems = check_suite(suite)
     if problems:
         raise SuiteError(str(path), problems)
     return suite
 
 
+def _describe(err: ErrorDetails) -> str:
+    if err["loc"][0] == "metrics":
+        return metric_problem(err, err["loc"][1:])
+    return describe(err, Suite)
+
+
 def with_gate(suite: Suite, gate: str) -> Suite:
     """``suite`` (already checked) judged by another gate expression (``eval --gate``, a
     pipeline's ``eval.gate``); only the new gate needs checking."""
-    changed = suite.model_copy(update={"gate": gate})
-    problems = _gate_problems(changed, changed.built_metrics())
+    try:
+        parsed = parse_gate(gate)
+    except GateError as e:
+        raise GateError(f"--gate: {e}") from None
+    problems = _gate_problems(parsed, suite.metrics)
     if problems:
-        raise SuiteError("--gate", problems)
-    return changed
+        raise GateError("--gate: " + "; ".join(p.removeprefix("gate: ") for p in problems))
+    return suite.model_copy(update={"gate": parsed})
 
 
 def check_suite(suite: Suite) -> list[str]:
-    """Every problem with a parsed suite: its data file, metrics, gate and success metric."""
-    problems = []
-    if not suite.data_path().is_file():
-        problems.append(f"data: {suite.data_path()} does not exist")
-    try:
-        metrics = suite.built_metrics()
-    except GekroError as e:
-        problems.append(str(e))
-        metrics = None
-    problems += _gate_problems(suite, metrics)
-    if metrics is not None:
-        from gekro_ft.eval.metrics import example_score_names
-
-        if suite.success.metric not in example_score_names(metrics):
-            problems.append(f"success.metric: {suite.success.metric!r} is not a per-example score of these "
-                            f"metrics ({', '.join(example_score_names(metrics))})")
+    """What a valid suite can still get wrong: names the gate and the success metric use
+    that its metrics do not give."""
+    problems = _gate_problems(suite.gate, suite.metrics)
+    if suite.success.metric not in example_score_names(suite.metrics):
+        problems.append(f"success.metric: {suite.success.metric!r} is not a per-example score of these "
+                        f"metrics ({', '.join(example_score_names(suite.metrics))})")
     return problems
 
 
-def _gate_problems(suite: Suite, metrics: list[Any] | None) -> list[str]:
-    """The gate's syntax, and (when the metrics are known) the names it uses."""
-    try:
-        gate = suite.parsed_gate()
-    except GekroError as e:
-        return [f"gate: {e}"]
-    if metrics is None:
-        return []
-    from gekro_ft.eval.metrics import aggregate_names
-
+def _gate_problems(gate: Gate, metrics: list[Metric]) -> list[str]:
+    """The metric names the gate uses that these metrics (and every side) do not give."""
     names = [*aggregate_names(metrics), *SIDE_AGGREGATES]
     try:
         gate.check(names, names)
-    except GekroError as e:
+    except GateError as e:
         return [f"gate: {e}"]
     return []
