@@ -71,18 +71,15 @@ def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None,
             time.sleep(interval)
 
 
-class ForwardSignals:
-    """While active, SIGINT and SIGTERM sent to this process go to ``proc`` (a second one
-    kills its process group). Handlers can only be set from the main thread; elsewhere this
-    does nothing and signals keep their usual effect."""
+class _OnSignals:
+    """While active (``with``), ``self._handle`` receives ``self.signals``; the handlers that
+    were there before come back afterwards. Handlers can only be set from the main thread;
+    elsewhere this does nothing and signals keep their usual effect."""
 
-    def __init__(self, proc: subprocess.Popen, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
-        self.proc, self.signals = proc, signals
-        self.signum: int | None = None  # the first signal passed on
-        self.at: float | None = None
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
         self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> ForwardSignals:
         if threading.current_thread() is threading.main_thread():
             for s in self.signals:
                 self._previous[s] = signal.signal(s, self._handle)
@@ -92,6 +89,19 @@ class ForwardSignals:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        raise NotImplementedError
+
+
+class ForwardSignals(_OnSignals):
+    """While active, SIGINT and SIGTERM sent to this process go to ``proc`` (a second one
+    kills its process group)."""
+
+    def __init__(self, proc: subprocess.Popen, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+        self.proc, self.signals = proc, signals
+        self.signum: int | None = None  # the first signal passed on
+        self.at: float | None = None
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.proc.poll() is not None:
@@ -141,31 +151,21 @@ def stop_process(proc: subprocess.Popen, grace: float = 30.0) -> None:
             proc.wait()
 
 
-class StopOnSignal:
+class StopOnSignal(_OnSignals):
     """While active, the first SIGINT/SIGTERM is only recorded in ``received``, for work in this
     process to stop at a safe point (training saves a checkpoint at the end of the step); a
     second one raises KeyboardInterrupt at once."""
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopOnSignal:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.received is not None:
             raise KeyboardInterrupt
         self.received = signum
 
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
-
-class Children:
+class Children(_OnSignals):
     """Child processes started by a long job (the pipeline's stages and its server), with one
     signal path for all of them. While active:
 
@@ -182,17 +182,6 @@ class Children:
         self.received: int | None = None
         self._running: list[subprocess.Popen] = []
         self._foreground = 0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Children:
-        for s in (signal.SIGINT, signal.SIGTERM):
-            self._previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous.clear()
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received = self.received or signum

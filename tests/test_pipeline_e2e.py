@@ -80,6 +80,13 @@ def test_demo_killed_during_training_resumes_and_finishes(tmp_path):
     champion = client.get_model_version_by_alias(name, "champion")
     assert champion.run_id == train_runs[0].info.run_id
 
+    # Train, eval and the server ran through the stage entry, each with its resolved request.
+    stages = work / "stages"
+    assert {f.name for f in stages.glob("*.request.json")} == {"train.request.json", "eval.request.json",
+                                                               "serve.request.json"}
+    assert orjson.loads((stages / "train.result.json").read_bytes())["adapter"] == str(work / "train" / "adapter")
+    assert orjson.loads((stages / "eval.result.json").read_bytes())["verdict"] == "pass"
+
     # Served, benched and priced: figures read from the stages' own outputs.
     bench = orjson.loads((work / "bench" / "bench.json").read_bytes())
     assert [lv["concurrency"] for lv in bench["levels"]] == [1, 4]

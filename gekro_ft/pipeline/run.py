@@ -110,7 +110,8 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
                 if p.cost:
                     stages.run("cost", stages.cost)
             elif verdict != "pass":
-                say(f"the gate verdict is {verdict}: not serving (see {work / 'eval' / 'report.md'})")
+                what = "failed" if verdict == "fail" else "could not decide"
+                say(f"the gate {what}: not serving (see {work / 'eval' / 'report.md'})")
         status, exit_code = ("FINISHED", 0) if verdict == "pass" else ("FAILED", 1)
     except PipelineInterrupted:
         status = "KILLED"
