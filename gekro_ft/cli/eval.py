@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from gekro_ft.cli.output import count_progress, err, out, print_json
+from gekro_ft.cli.output import err, out, print_json
+from gekro_ft.progress import count_progress
 
 
 @click.command("eval")

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from gekro_ft.progress import count_progress, err  # noqa: F401 - the CLI's stderr console and eval bar
+from gekro_ft.progress import err  # the one stderr console, shared with the library
 
 out = Console(highlight=False, soft_wrap=True)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gekro_ft.config import shipped
+from gekro_ft.config import describe, shipped
 from gekro_ft.errors import PriceError
 
 SHIPPED = shipped("serve", "prices.yaml")
@@ -89,7 +89,7 @@ def load_prices(path: str | Path | None = None) -> PriceTable:
     try:
         table = PriceTable.model_validate(merged)
     except ValidationError as e:
-        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
+        problems = [describe(err, PriceTable) for err in e.errors()]
         raise PriceError(f"{' + '.join(map(str, sources))}: " + "; ".join(problems)) from None
     table.sources = [str(s) for s in sources]
     return table

@@ -29,6 +29,7 @@ the answer would not accept it either. Only objects and arrays count as JSON ans
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import math
@@ -415,7 +416,10 @@ def metric_problem(err: ErrorDetails, loc: tuple) -> str:
         return f"metrics: {err['msg']}"
     where = f"metrics[{loc[0]}]"
     if err["type"] == "union_tag_invalid":
-        return f"{where}: unknown metric {err['input']['name']!r} (known: {', '.join(KNOWN)})"
+        name = str(err["input"]["name"])
+        close = difflib.get_close_matches(name, KNOWN, n=1, cutoff=0.7)
+        return (f"{where}: unknown metric {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f" (known: {', '.join(KNOWN)})")
     if err["type"] == "union_tag_not_found":
         return f"{where}: name: required (known: {', '.join(KNOWN)})"
     if len(loc) == 1:
