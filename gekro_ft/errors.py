@@ -84,6 +84,12 @@ class MissingDependencyError(GekroError):
     kind = "missing dependency"
 
 
+class KeyRefusedError(GekroError):
+    """An API key would travel where it must not (plain HTTP to another machine; see gekro_ft.keys)."""
+
+    kind = "api key"
+
+
 # --- config files ------------------------------------------------------------------------
 
 class ConfigError(GekroError):

@@ -523,3 +523,29 @@ def test_cli_help_does_not_import_heavy_modules():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(FAKE.parent.parent)})
     assert res.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------- where the key goes (gekro_ft/keys.py)
+
+
+def test_openai_api_key_is_not_sent_to_another_server_unless_named_for_it(server, tmp_path, monkeypatch):
+    server.configure(tokens=2, api_key=SECRET)  # the server wants this key: a 401 shows it was not sent
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with pytest.raises(GekroError, match="401.*--api-key-env") as e:
+        measure(settings(server, tmp_path, api_key_env=None))  # no --api-key-env: the default
+    assert SECRET not in str(e.value)
+    named = settings(server, tmp_path, api_key_env="OPENAI_API_KEY", requests=2)  # --api-key-env names it
+    run = measure(named)
+    assert run.results[0]["completed"] == 2
+
+
+def test_a_key_is_refused_over_plain_http_to_another_machine(tmp_path, bench_cli, monkeypatch):
+    monkeypatch.setenv("BENCH_TEST_KEY", SECRET)
+    r = bench_cli("bench", "--url", "http://alice:hunter2@192.0.2.1:8000", "--model", "m",
+                  "--synthetic-input-tokens", 5, "--api-key-env", "BENCH_TEST_KEY", "--timeout", 2,
+                  "--out", tmp_path / "o")
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert r.output.startswith("Error (api key): refusing to send the API key in BENCH_TEST_KEY to "
+                               "http://192.0.2.1:8000: plain http://")
+    assert SECRET not in r.output and "hunter2" not in r.output
+    assert not (tmp_path / "o").exists()  # refused before anything was sent or written

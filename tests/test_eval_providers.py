@@ -161,3 +161,42 @@ def test_the_eval_set_never_overlaps_training_prompts():
     train = prompts(DATASETS / "ticket-extraction" / "openai.jsonl")
     held = prompts(REPO / "eval" / "ticket-extraction" / "openai.jsonl")
     assert len(held) == 60 and not train & held
+
+
+def test_a_suites_openai_key_is_not_sent_to_a_url_side_unless_named_for_it(fake, tmp_path, monkeypatch):
+    """The shipped suite names OPENAI_API_KEY for its openai: baseline; a URL candidate or
+    baseline gets it only through --candidate-key-env / --baseline-key-env (gekro_ft/keys.py)."""
+    from gekro_ft.eval.providers import make_provider
+    from gekro_ft.eval.suite import Endpoint, Generation
+
+    url, configure = fake
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    configure(tokens=2, fail_every=1, fail_status=500)  # every answer echoes the Authorization header it got
+    suite = Endpoint(api_key_env="OPENAI_API_KEY", max_retries=0)
+    local = make_provider(f"{url}/v1", "fake-base", suite, tmp_path / "a")
+    [answer] = local.generate(convs(1), Generation())
+    assert "Authorization: Bearer not-needed" in answer.error and local.describe()["api_key_env"] is None
+    named = make_provider(f"{url}/v1", "fake-base", suite, tmp_path / "b", key_env="OPENAI_API_KEY")
+    [answer] = named.generate(convs(1), Generation())
+    assert "Authorization: Bearer ***" in answer.error and SECRET not in answer.error  # sent, and scrubbed
+
+
+def test_a_key_is_refused_over_plain_http_to_another_machine(tmp_path, monkeypatch, cli):
+    from gekro_ft.errors import KeyRefusedError
+    from gekro_ft.eval.providers import make_provider
+    from gekro_ft.eval.suite import Endpoint, Generation
+
+    monkeypatch.setenv("MY_KEY", SECRET)
+    p = make_provider("http://alice:hunter2@192.0.2.1:8000/v1", "m",
+                      Endpoint(api_key_env="MY_KEY", timeout_s=1, max_retries=0), tmp_path / "rec")
+    with pytest.raises(KeyRefusedError, match=r"MY_KEY to http://192\.0\.2\.1:8000/v1: plain http://") as e:
+        p.generate(convs(1), Generation())
+    assert SECRET not in str(e.value) and "hunter2" not in str(e.value) and p.requests_sent == 0
+    assert "hunter2" not in str(p.describe())
+    result = cli("eval", "ticket-extraction", "--candidate", "http://192.0.2.1:8000/v1",
+                 "--candidate-model", "m", "--candidate-key-env", "MY_KEY", "--limit", 1,
+                 "--recordings", tmp_path / "rec", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert ("Error (api key): refusing to send the API key in MY_KEY to http://192.0.2.1:8000/v1"
+            in result.output)
+    assert SECRET not in result.output

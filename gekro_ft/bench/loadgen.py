@@ -184,7 +184,8 @@ async def _probe(client: StreamClient, settings: BenchSettings) -> ServerInfo:
         return ServerInfo(None, None, *fallback_engine)
     if status in (401, 403):
         raise BenchError(f"{shown} answered {status}: the API key is missing or wrong",
-                         hint="name the variable that holds it with --api-key-env VAR")
+                         hint="name the variable that holds it with --api-key-env VAR "
+                              "(without it, OPENAI_API_KEY goes to api.openai.com only)")
     if status != 200:
         raise BenchError(f"{shown} answered HTTP {status}")
     try:

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from gekro_ft.errors import BenchError
+from gekro_ft.keys import public_url, send_key
 from gekro_ft.models import DEFAULT_MODEL
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -38,7 +39,8 @@ class BenchSettings:
     seed: int = 0
     goodput: dict[str, float] = field(default_factory=dict)  # {"ttft_ms": 500, ...}
     tokenizer: str = DEFAULT_MODEL  # counts tokens when the server sends no usage
-    api_key_env: str | None = None  # None: OPENAI_API_KEY when it is set; "": no key
+    # named by the user for --url; None: OPENAI_API_KEY, for api.openai.com only (gekro_ft.keys); "": no key
+    api_key_env: str | None = None
     engine: str | None = None  # used when /v1/models does not say
     gpu: str | None = None  # the server's GPU, when it is not this machine's
 
@@ -85,14 +87,16 @@ class BenchSettings:
             raise BenchError("bench settings: " + "; ".join(problems))
 
     def api_key(self) -> tuple[str | None, str | None]:
-        """(key, the variable it came from). The key itself is never stored or printed."""
+        """(key, the variable it came from), or (None, None) to send none. ``--api-key-env VAR``
+        names VAR for this --url; the default, OPENAI_API_KEY, goes to api.openai.com only; no key
+        over plain HTTP beyond this machine (gekro_ft.keys). The key is never stored or printed."""
         if self.api_key_env == "":
             return None, None
         name = self.api_key_env or DEFAULT_KEY_ENV
-        key = os.environ.get(name)
-        if not key and self.api_key_env:
+        if self.api_key_env and not os.environ.get(name):
             raise BenchError(f"environment variable {name} is not set",
                              hint="export it with the server's API key, or leave out --api-key-env")
+        key = send_key(self.url, name, explicit=self.api_key_env is not None)
         return (key, name) if key else (None, None)
 
     def to_json(self) -> dict[str, Any]:
@@ -153,13 +157,3 @@ def base_url(url: str) -> str:
     if not path.endswith("/v1"):
         path += "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def public_url(url: str) -> str:
-    """``url`` without a user:password part, which must not land in reports."""
-    parts = urlsplit(url.strip())
-    if parts.username is None and parts.password is None:
-        return url.strip()
-    host = parts.hostname or ""
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -68,7 +68,9 @@ class _NumberList(click.ParamType):
 @click.option("--tokenizer", default=DEFAULT_MODEL, show_default=True,
               help="Counts tokens when the server sends no usage.")
 @click.option("--api-key-env", metavar="VAR",
-              help="Environment variable holding the server's API key. [default: OPENAI_API_KEY if set]")
+              help="Environment variable holding the server's API key, sent to --url (never over "
+                   "plain http:// to another machine). [default: OPENAI_API_KEY, sent to "
+                   "api.openai.com only]")
 @click.option("--engine", help="Engine name for the report when /v1/models does not say (vllm, cpu...).")
 @click.option("--gpu", help="The server's GPU when it is not this machine's, e.g. 'H100 80GB'.")
 @click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),

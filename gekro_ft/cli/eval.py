@@ -17,6 +17,11 @@ from gekro_ft.progress import count_progress
 @click.option("--candidate-model", help="Model name when --candidate is a URL.")
 @click.option("--baseline", "-b", help="The same forms as --candidate; omit to judge the candidate alone.")
 @click.option("--baseline-model", help="Model name when --baseline is a URL.")
+@click.option("--candidate-key-env", metavar="VAR", help="Environment variable holding the API key for "
+              "--candidate alone, whatever its host (never over plain http:// to another machine). Default: "
+              "the suite's endpoint.api_key_env, where a provider's variable such as OPENAI_API_KEY goes "
+              "only to that provider.")
+@click.option("--baseline-key-env", metavar="VAR", help="The same for --baseline.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Report directory (default work/eval/SUITE).")
 @click.option("--recordings", type=click.Path(file_okay=False, path_type=Path),
@@ -32,8 +37,10 @@ from gekro_ft.progress import count_progress
 @click.option("--gate", help="A gate expression that replaces the suite's, e.g. 'candidate.field_f1 >= 0.9'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict and aggregates as JSON.")
 def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str | None,
-          baseline_model: str | None, out_dir: Path | None, recordings: Path | None, record_only: bool,
-          promote: bool, bench: Path | None, prices: Path | None, limit: int | None, gate: str | None, as_json: bool) -> None:
+          baseline_model: str | None, candidate_key_env: str | None, baseline_key_env: str | None,
+          out_dir: Path | None, recordings: Path | None, record_only: bool, promote: bool,
+          bench: Path | None, prices: Path | None, limit: int | None, gate: str | None,
+          as_json: bool) -> None:
     """Score a candidate and a baseline on SUITE (a file or a name in eval/) and decide the gate.
 
     Exit code: 0 the gate passed, 1 it failed, 2 it could not be decided (an unreachable
@@ -56,7 +63,8 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
     outcome = run_eval(s, candidate, baseline, out_dir=out_dir or Path("work/eval") / s.name,
                        candidate_model=candidate_model, baseline_model=baseline_model,
                        recordings_dir=recordings, record_only=record_only, promote=promote,
-                       bench=bench, prices=prices, progress=count_progress)
+                       bench=bench, prices=prices, progress=count_progress,
+                       candidate_key_env=candidate_key_env, baseline_key_env=baseline_key_env)
     r = outcome.report
     if as_json:
         print_json({"verdict": outcome.verdict, "reason": r["gate"]["reason"],

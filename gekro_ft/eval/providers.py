@@ -14,6 +14,12 @@ Spec strings, as ``--candidate`` and ``--baseline`` take them:
 
 A failed request is an :class:`Answer` with ``error`` set: counted and shown, never
 scored as a wrong answer and never dropped.
+
+API keys (:mod:`gekro_ft.keys`): a side's key is in ``--candidate-key-env`` / ``--baseline-key-env``,
+else in the suite's ``endpoint.api_key_env``, else (``openai:MODEL`` only) in ``OPENAI_API_KEY``. A
+provider's variable taken from the suite goes only to that provider's host (``OPENAI_API_KEY`` to
+api.openai.com, or to ``OPENAI_BASE_URL`` for ``openai:MODEL``); no key goes over plain HTTP
+beyond this machine.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from gekro_ft.data.conversation import Conversation
 from gekro_ft.errors import ProviderError
 from gekro_ft.eval.recordings import Recording, request_key
 from gekro_ft.eval.suite import Endpoint, Generation
+from gekro_ft.keys import check_transport, may_send, public_url
 
 
 @dataclass
@@ -93,7 +100,8 @@ def _require_base(adapter_dir: Path) -> str:
 
 
 class EndpointProvider:
-    """An OpenAI-compatible chat endpoint through the ``openai`` client, with a recording."""
+    """An OpenAI-compatible chat endpoint through the ``openai`` client, with a recording. ``key_env``
+    names the variable whose key is sent, already allowed for ``base_url`` (:func:`make_provider`)."""
 
     kind = "endpoint"
 
@@ -104,8 +112,8 @@ class EndpointProvider:
         self.requests_sent = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "spec": self.label, "base_url": self.base_url, "model": self.model,
-                "api_key_env": self.key_env,
+        return {"kind": self.kind, "spec": self.label, "base_url": public_url(self.base_url),
+                "model": self.model, "api_key_env": self.key_env,
                 "recording": str(self.recording.path) if self.recording else None}
 
     def _scrub(self, text: str) -> str:
@@ -119,6 +127,7 @@ class EndpointProvider:
         key = os.environ.get(self.key_env)
         if not key:
             raise ProviderError(f"the environment variable {self.key_env} (the API key for {self.label}) is not set")
+        check_transport(self.base_url, self.key_env)  # before the first request
         return key
 
     def generate(self, convs: list[Conversation], gen: Generation,
@@ -179,8 +188,8 @@ class EndpointProvider:
         except openai.APITimeoutError:
             return Answer(None, error=f"timed out after {self.settings.timeout_s:g} s", error_kind="timeout")
         except openai.APIConnectionError as e:
-            return Answer(None, error=self._scrub(f"cannot connect to {self.base_url}: {_short(str(e.__cause__ or e))}"),
-                          error_kind="connection")
+            said = f"cannot connect to {public_url(self.base_url)}: {_short(str(e.__cause__ or e))}"
+            return Answer(None, error=self._scrub(said), error_kind="connection")
         latency = time.perf_counter() - t0
         usage = r.usage
         return Answer(r.choices[0].message.content or "", usage.prompt_tokens if usage else None,
@@ -229,20 +238,33 @@ def recording_path(recordings_dir: Path, model: str) -> Path:
     return recordings_dir / f"{safe}.jsonl"
 
 
+def _key_env(url: str, env: str | None, explicit: bool) -> str | None:
+    """``env`` when its key may go to ``url`` (gekro_ft.keys), else None: the request goes without one."""
+    return env if env and may_send(env, url, explicit) else None
+
+
 def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_dir: Path,
                   record_only: bool = False, key_env: str | None = None) -> Any:
-    """A provider for one side from its spec string (see the module docstring)."""
+    """A provider for one side from its spec string (see the module docstring). ``key_env``
+    names the API key's variable for this side (``--candidate-key-env``); without it the
+    suite's ``endpoint.api_key_env`` applies, where a provider's key goes only to that
+    provider's host (gekro_ft.keys)."""
     if spec.startswith("openai:"):
         name = spec.split(":", 1)[1]
         url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        env = key_env or endpoint.api_key_env or "OPENAI_API_KEY"
+        # openai: names OpenAI, and OPENAI_BASE_URL is where the user put it (as OpenAI's client reads them)
+        explicit = bool(key_env) or env == "OPENAI_API_KEY"
         return EndpointProvider(url, name, spec, endpoint, Recording(recording_path(recordings_dir, name)),
-                                record_only, key_env or endpoint.api_key_env or "OPENAI_API_KEY")
+                                record_only, _key_env(url, env, explicit))
     if spec.startswith(("http://", "https://")):
         if not model:
-            raise ProviderError(f"{spec} is an endpoint: name the model too (--candidate-model / --baseline-model)")
-        return EndpointProvider(spec.rstrip("/"), model, spec, endpoint,
+            raise ProviderError(f"{public_url(spec)} is an endpoint: name the model too "
+                                "(--candidate-model / --baseline-model)")
+        url = spec.rstrip("/")
+        return EndpointProvider(url, model, public_url(spec), endpoint,
                                 Recording(recording_path(recordings_dir, model)), record_only,
-                                key_env or endpoint.api_key_env)
+                                _key_env(url, key_env or endpoint.api_key_env, bool(key_env)))
     if spec.startswith("recording:"):
         return ReplayProvider(Path(spec.split(":", 1)[1]), model, spec)
     if spec.startswith("base:"):

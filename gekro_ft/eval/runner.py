@@ -184,10 +184,15 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
              candidate_model: str | None = None, baseline_model: str | None = None,
              recordings_dir: Path | None = None, record_only: bool = False, promote: bool = False,
              bench: Path | None = None, prices: Path | None = None,
-             progress: Progress | None = None) -> EvalOutcome:
+             progress: Progress | None = None, candidate_key_env: str | None = None,
+             baseline_key_env: str | None = None) -> EvalOutcome:
+    """Score ``candidate`` (and ``baseline``) on ``suite``. ``*_key_env`` names the variable holding
+    that side's API key, for that side alone (gekro_ft.keys)."""
     recordings_dir = recordings_dir or default_recordings(suite)
-    cand = Side("candidate", make_provider(candidate, candidate_model, suite.endpoint, recordings_dir, record_only))
-    base = (Side("baseline", make_provider(baseline, baseline_model, suite.endpoint, recordings_dir, record_only))
+    cand = Side("candidate", make_provider(candidate, candidate_model, suite.endpoint, recordings_dir,
+                                           record_only, candidate_key_env))
+    base = (Side("baseline", make_provider(baseline, baseline_model, suite.endpoint, recordings_dir,
+                                           record_only, baseline_key_env))
             if baseline else None)
     target = registry_target(candidate, cand.provider) if promote else None  # fail before paying for anything
     examples = load_examples(suite)

@@ -42,7 +42,9 @@ class Success(_Strict):
 
 
 class Endpoint(_Strict):
-    api_key_env: str | None = Field(None, description="Environment variable holding the API key.")
+    api_key_env: str | None = Field(None, description=(
+        "Environment variable holding the API key of whichever side is an endpoint; a provider's "
+        "variable (OPENAI_API_KEY) goes only to that provider's host (gekro_ft.keys)."))
     concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
     timeout_s: float = Field(60.0, gt=0, description="Per request, retries included in max_retries.")
     max_retries: int = Field(3, ge=0, le=10, description="Retries with backoff on 429, 5xx and connection errors.")

@@ -10,7 +10,6 @@ the environment variable that holds it, and the key is read at the moment it is 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from gekro_ft.errors import ProfileError
+from gekro_ft.keys import is_loopback
 from gekro_ft.models import DEFAULT_MODEL
 from gekro_ft.serve.adapters import name_problem, registry_uri_problem
 from gekro_ft.config import ConfigKind, resolve_paths, validate
@@ -180,16 +180,6 @@ class Profile(_Section):
     def resolved(self) -> dict[str, Any]:
         """Every setting, defaults included (names of secrets only, never their values)."""
         return self.model_dump(mode="json")
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
 
 
 def list_profiles() -> list[Path]:
