@@ -7,7 +7,9 @@ where they are found, how they are read, and how their problems are reported.
   ``serve/``, ``pipelines/`` and ``datasets/``; the package reaches them as
   ``gekro_ft/shipped/…`` (links in a checkout, copies in the wheel), so every shipped name
   works after ``pip install`` from any directory.
-- **Read** as a YAML mapping; a syntax error names its line.
+- **Read** as a YAML mapping, one reader for every kind (:func:`read_yaml`): a syntax error names
+  its line; a file over 1 MiB, or one whose aliases expand it past 100,000 values (a YAML
+  "billion laughs"), is refused before it is expanded.
 - **Relative paths** inside a file are relative to that file, whatever the working
   directory; ``--set`` values are the user's own typing and stay relative to where they are.
 - **Validated** by a pydantic model: every problem at once, each naming its key, its line
@@ -21,7 +23,7 @@ import importlib.resources
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,21 +86,8 @@ class ConfigKind:
         raise self.error(str(name_or_path), [f"no {self.what} of that name (known: {known})"])
 
     def read(self, path: Path) -> ConfigFile:
-        """The YAML mapping in ``path``, with where each key is."""
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise self.error(str(path), [f"cannot read: {e.strerror or e}"]) from None
-        try:
-            doc = yaml.safe_load(text) or {}
-            lines = _key_lines(yaml.compose(text)) if doc else {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise self.error(str(path), [f"not valid YAML{where}: {getattr(e, 'problem', e)}"]) from None
-        if not isinstance(doc, dict):
-            raise self.error(str(path), [f"the top level must be a mapping, not {type(doc).__name__}"])
-        return ConfigFile(path, doc, lines)
+        """The YAML mapping in ``path``, with where each key is (:func:`read_yaml`)."""
+        return read_yaml(path, lambda problem: self.error(str(path), [problem]))
 
     def load(self, name_or_path: str | Path, model: type[BaseModel], overrides: Iterable[str] = (),
              paths: Iterable[str] = (), no_echo: Iterable[str] = ()) -> tuple[Any, Path]:
@@ -119,6 +108,84 @@ class ConfigFile:
     path: Path
     doc: dict[str, Any]
     lines: dict[tuple[str, ...], int]  # key path -> 1-based line of the key
+
+
+# A config file is a few KB (the largest shipped one, 2 KB, has under 200 values); these bounds are
+# far above any real one and far below what exhausts a machine.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000  # scalars, lists and mappings, counted through aliases
+
+
+def read_yaml(path: Path, fail: Callable[[str], Exception]) -> ConfigFile:
+    """The YAML mapping in ``path``, with where each key is; ``fail(problem)`` is the exception
+    raised for a problem (it names the file).
+
+    Guarded, since a config file can come from anywhere: at most :data:`MAX_CONFIG_BYTES`, and
+    at most :data:`MAX_CONFIG_VALUES` values once its aliases are expanded. A kilobyte of nested
+    anchors (``&a [x, x, ...]``, ``&b [*a, *a, ...]``, ...: "billion laughs") stands for 10^9
+    values; PyYAML shares an alias's object rather than copying it, but everything that walks
+    the result (line numbers, validation) walks every copy. So the node graph is composed first
+    and its expanded size counted, once per node, before anything is constructed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # not stat(): a device or a pipe has no size
+    except OSError as e:
+        raise fail(f"cannot read: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise fail(f"larger than {MAX_CONFIG_BYTES >> 10} KiB: not a config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"not UTF-8 text (byte {e.start})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        problem = _expansion_problem(node) if node is not None else None
+        if problem:
+            raise fail(problem)
+        doc = (loader.construct_document(node) if node is not None else None) or {}
+        lines = _key_lines(node) if doc else {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise fail(f"not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise fail("nested too deeply") from None
+    finally:
+        loader.dispose()
+    if not isinstance(doc, dict):
+        raise fail(f"the top level must be a mapping, not {type(doc).__name__}")
+    return ConfigFile(path, doc, lines)
+
+
+def _expansion_problem(root: yaml.Node) -> str | None:
+    """Why the document under ``root`` is too large once its aliases are expanded (or refers to
+    itself), or None. An alias is the very node it names, so each node's expanded size is
+    computed once, from its children's (depth first, without recursion)."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # the nodes on the current path
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while todo:
+        node, children_done = todo.pop()
+        if children_done:
+            open_.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in _children(node))
+            if size[id(node)] > MAX_CONFIG_VALUES:
+                return (f"its aliases (*name) expand it past {MAX_CONFIG_VALUES:,} values "
+                        f"(at line {node.start_mark.line + 1}); refused before expanding")
+        elif id(node) in open_:
+            return f"the collection at line {node.start_mark.line + 1} holds an alias to itself"
+        elif id(node) not in size:
+            open_.add(id(node))
+            todo.append((node, True))
+            todo.extend((c, False) for c in _children(node) if id(c) not in size)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
 def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gekro_ft.config import describe, shipped
+from gekro_ft.config import describe, read_yaml, shipped
 from gekro_ft.errors import PriceError
 
 SHIPPED = shipped("serve", "prices.yaml")
@@ -64,15 +63,10 @@ def _lookup(entries: dict, name: str, kind: str):
 
 
 def _read(path: Path) -> dict:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise PriceError(f"price table {path} does not exist") from None
-    except (OSError, yaml.YAMLError) as e:
-        raise PriceError(f"{path}: cannot read the price table: {e}") from None
-    if not isinstance(doc, dict):
-        raise PriceError(f"{path}: the top level must be a mapping with api: and gpu:")
-    return doc
+    """The table in ``path``, through the reader every config file goes through (its guards included)."""
+    if not path.exists():
+        raise PriceError(f"price table {path} does not exist")
+    return read_yaml(path, lambda problem: PriceError(f"{path}: {problem}")).doc
 
 
 def load_prices(path: str | Path | None = None) -> PriceTable:
