@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gekro_ft.config import ConfigKind
 from gekro_ft.errors import RecipeError
@@ -94,7 +94,38 @@ class TrainSection(_Section):
 
 class TrackingSection(_Section):
     experiment: str = Field("gekro-ft", description="MLflow experiment.")
-    registered_model: str | None = Field(None, description="Register the adapter as a version of this model.")
+    registered_model: str | None = Field(None, description="Register the adapter as a version of this model "
+                                         "(a name the registry takes: no '/', ':', '%', '@' or '\\').")
+
+    @field_validator("registered_model")
+    @classmethod
+    def _registry_takes_it(cls, name: str | None) -> str | None:
+        problem = None if name is None else registered_model_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
+
+
+# What MLflow's registry refuses (mlflow.utils.validation._validate_model_name, every store; its
+# file store also refuses os.sep and '%'), what the SQL stores' name column holds (256), and '@',
+# which would make models:/NAME@ALIAS ambiguous. tests/test_recipe.py checks this against MLflow.
+_REGISTRY_REFUSES = ("/", ":", "%", "@", "\\")
+MAX_REGISTERED_NAME = 256
+
+
+def registered_model_problem(name: str) -> str | None:
+    """Why the MLflow registry (or a ``models:/NAME@ALIAS`` reference) cannot take ``name``, or
+    None: checked when the recipe is read, not after a night of training."""
+    if not name.strip():
+        return "must not be empty"
+    bad = sorted({c for c in name if c in _REGISTRY_REFUSES})
+    if bad:
+        return f"must not contain {', '.join(repr(c) for c in bad)} (the model registry refuses them)"
+    if name == "." or name.startswith(".."):
+        return "must not be '.' or start with '..' (the model registry refuses path-like names)"
+    if len(name) > MAX_REGISTERED_NAME:
+        return f"at most {MAX_REGISTERED_NAME} characters (got {len(name)})"
+    return None
 
 
 class Recipe(_Section):

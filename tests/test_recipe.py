@@ -77,3 +77,38 @@ def test_recipe_cli(cli, tmp_path):
     assert (missing.exit_code, missing.output.strip()) == (2, f"Error (recipe): {tmp_path / 'missing.yaml'}: no such file")
     result = cli("recipe", "show", "no-such-recipe")
     assert result.exit_code == 2 and result.output.startswith("Error (recipe): no-such-recipe: no recipe of that name")
+
+
+# What MLflow's registry refuses, and '@' (models:/NAME@ALIAS would be ambiguous) and > 256 characters.
+REFUSED_NAMES = ["team/tickets", "tickets:v2", "100%", "tickets@prod", "..hidden", ".", "..", " ", "a\\b",
+                 "x" * 257]
+TAKEN_NAMES = ["ticket-extraction-smollm2", "Tickets v2", "a.b_c-d", ".hidden", "x" * 256, "тикеты"]
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+def test_a_registered_model_name_the_registry_refuses_is_named_at_load(name):
+    with pytest.raises(RecipeError, match=r"tracking\.registered_model: ") as e:
+        load_recipe("smollm2-135m-cpu", [f"tracking.registered_model='{name}'"])
+    assert len(e.value.problems) == 1
+
+
+def test_the_registered_model_rule_matches_mlflows():
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.model_registry.file_store import _validate_model_name as file_store_check
+    from mlflow.utils.validation import _validate_model_name as every_store_check
+
+    from gekro_ft.recipe import registered_model_problem
+
+    for name in REFUSED_NAMES + TAKEN_NAMES:
+        try:
+            every_store_check(name)
+            file_store_check(name)
+            mlflow_refuses = False
+        except MlflowException:
+            mlflow_refuses = True
+        ours = registered_model_problem(name) is not None
+        # beyond MLflow here: '@', the SQL stores' 256, and '\\' (its file store's separator on Windows)
+        assert ours == (mlflow_refuses or "@" in name or len(name) > 256 or "\\" in name), name
+    for name in TAKEN_NAMES:
+        recipe = load_recipe("smollm2-135m-cpu", [f"tracking.registered_model='{name}'"])
+        assert recipe.tracking.registered_model == name
