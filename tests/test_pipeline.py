@@ -104,3 +104,36 @@ def test_preflight_names_a_bad_gate_or_price_before_any_stage_runs(tmp_path):
         preflight(load_pipeline("demo", ["eval.gate=candidate.no_such_metric >= 1"]))
     with pytest.raises(GekroError, match="no-such-gpu"):
         preflight(load_pipeline("demo", ["cost.gpu=no-such-gpu"]))
+
+
+def test_an_adapter_name_the_server_would_refuse_is_refused_with_the_pipeline_file():
+    with pytest.raises(PipelineConfigError,
+                       match=r"serve\.adapter_name: '\.\./\.\./etc' is not a valid adapter name"):
+        load_pipeline("demo", ["serve.adapter_name=../../etc"])
+
+
+def test_preflight_lists_every_problem_at_once():
+    from gekro_ft.pipeline.run import preflight
+
+    p = load_pipeline("demo", ["train.set=[lora.r=0]", "eval.gate=candidate.no_such_metric >= 1",
+                               "serve.adapter_name=smollm2-135m-instruct", "cost.gpu=no-such-gpu",
+                               "cost.compare=[gpt-4o-mini, no-such-api]"])
+    with pytest.raises(PipelineConfigError) as e:
+        preflight(p)
+    assert [problem.split(":")[0] for problem in e.value.problems] == [
+        "train.recipe", "eval.gate", "serve.adapter_name", "cost.gpu", "cost.compare[1]"]
+    said = str(e.value)
+    assert said.startswith(f"{p.source}: train.recipe: ") and p.source.endswith("demo.yaml")
+    for part in ("lora.r", "no_such_metric", "the name the base model answers to", "'no-such-gpu'",
+                 "'no-such-api'"):
+        assert part in said
+    assert "--gate" not in said  # the gate came from the pipeline file, not the command line
+
+
+def test_preflight_checks_a_gates_syntax_even_when_the_suite_is_broken(tmp_path):
+    from gekro_ft.pipeline.run import preflight
+
+    p = load_pipeline("demo", [f"eval.suite={tmp_path / 'missing.yaml'}", "eval.gate=candidate.x >= "])
+    with pytest.raises(PipelineConfigError) as e:
+        preflight(p)
+    assert [problem.split(":")[0] for problem in e.value.problems] == ["eval.suite", "eval.gate"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from gekro_ft.config import ConfigKind
 from gekro_ft.errors import PipelineConfigError
@@ -55,6 +55,16 @@ class ServeStage(_Section):
     adapter_name: str = Field("adapter", description="The name requests use for the champion adapter.")
     start_timeout_s: float = Field(900, gt=0, description="How long the server may take to become healthy.")
 
+    @field_validator("adapter_name")
+    @classmethod
+    def _a_name_servers_take(cls, name: str) -> str:
+        from gekro_ft.serve.adapters import name_problem
+
+        problem = name_problem(name)  # checked now, not by the server after a night of training
+        if problem:
+            raise ValueError(problem)
+        return name
+
 
 class BenchStage(_Section):
     concurrency: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1, 4, 8], min_length=1)
@@ -79,6 +89,13 @@ class Pipeline(_Section):
     cost: CostStage | None = None
     experiment: str = Field("gekro-ft-pipeline", description="The MLflow experiment of the parent run and its stages.")
 
+    _source: str = PrivateAttr("pipeline")
+
+    @property
+    def source(self) -> str:
+        """Where the pipeline came from, for messages."""
+        return self._source
+
     def fingerprint(self) -> str:
         """What --resume compares: a changed pipeline is a different run, not a continuation."""
         return hashlib.sha256(orjson.dumps(self.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -91,6 +108,7 @@ def find_pipeline(name_or_path: str | Path) -> Path:
 def load_pipeline(name_or_path: str | Path, overrides: list[str] = ()) -> Pipeline:
     """Load, override (``--set stage.key=value``) and validate a pipeline file."""
     pipeline, path = PIPELINES.load(name_or_path, Pipeline, overrides, PATH_KEYS)
+    pipeline._source = str(path)
     base = path.resolve().parent
     if pipeline.eval.baseline and pipeline.eval.baseline.startswith("recording:"):
         recording = Path(pipeline.eval.baseline.removeprefix("recording:")).expanduser()

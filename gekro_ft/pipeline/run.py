@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from gekro_ft.atomic import write_bytes_atomic
-from gekro_ft.errors import PipelineError, PipelineInterrupted
+from gekro_ft.errors import GekroError, PipelineConfigError, PipelineError, PipelineInterrupted
 from gekro_ft.pipeline.config import Pipeline
 from gekro_ft.pipeline.state import PipelineState
 from gekro_ft.pipeline.summary import write_summary
@@ -59,27 +59,50 @@ class Loaded:
 
 
 def preflight(p: Pipeline) -> Loaded:
-    """Load everything the stages will, so a typo in a gate or a price name fails now,
-    not after a night of training."""
+    """Load everything the stages will, so a typo in a gate, a price name or a name the server
+    would refuse fails now, not after a night of training: every problem found (recipe, suite
+    and gate, profile and adapter name, prices) in one PipelineConfigError, each naming its key."""
     from gekro_ft.eval.suite import load_suite, with_gate
     from gekro_ft.recipe import find_recipe, load_recipe
 
-    recipe = load_recipe(p.train.recipe, p.train.set)
-    suite = load_suite(p.eval.suite)
-    if p.eval.gate:
-        suite = with_gate(suite, p.eval.gate)
+    problems: list[str] = []
+
+    def attempt(key: str, load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except GekroError as e:
+            said = " ".join(str(e).split()).removeprefix("--gate: ")  # the gate comes from the file here
+            problems.append(f"{key}: {said}")
+            return None
+
+    recipe = attempt("train.recipe", lambda: load_recipe(p.train.recipe, p.train.set))
+    suite = attempt("eval.suite", lambda: load_suite(p.eval.suite))
+    if p.eval.gate and suite is not None:
+        suite = attempt("eval.gate", lambda: with_gate(suite, p.eval.gate))
+    elif p.eval.gate:
+        from gekro_ft.eval.gate import parse_gate
+
+        attempt("eval.gate", lambda: parse_gate(p.eval.gate))  # its syntax, at least
     profile = prices = None
     if p.serve and p.serve.profile:
         from gekro_ft.serve.profile import load_profile
 
-        profile = load_profile(p.serve.profile)
+        profile = attempt("serve.profile", lambda: load_profile(p.serve.profile))
+    if profile is not None:  # the name itself was checked with the file; here, against the base's name
+        from gekro_ft.serve.adapters import name_problem
+
+        if clash := name_problem(p.serve.adapter_name, profile.served_name):
+            problems.append(f"serve.adapter_name: {clash} (profile {p.serve.profile})")
     if p.cost:
         from gekro_ft.cost.prices import load_prices
 
-        prices = load_prices(p.cost.prices)
-        prices.gpu_price(p.cost.gpu)
-        for name in p.cost.compare:
-            prices.api_price(name)
+        prices = attempt("cost.prices", lambda: load_prices(p.cost.prices))
+        if prices is not None:
+            attempt("cost.gpu", lambda: prices.gpu_price(p.cost.gpu))
+            for i, name in enumerate(p.cost.compare):
+                attempt(f"cost.compare[{i}]", lambda name=name: prices.api_price(name))
+    if problems:
+        raise PipelineConfigError(p.source, problems, hint="nothing has run; fix these and run again")
     return Loaded(recipe, find_recipe(p.train.recipe).stem, suite, profile, prices)
 
 
