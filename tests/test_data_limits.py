@@ -1,5 +1,6 @@
 """Hostile data files: nesting bombs and oversized rows are refused row by row within a memory
-limit, and the command goes on with the other rows."""
+limit, and the command goes on with the other rows; a file with no rows, or no usable row, is an
+error, not a success."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import pytest
 from conftest import GOOD, REPO, oa, write_jsonl
 from gekro_ft.data import limits
 from gekro_ft.data.source import iter_rows
+from gekro_ft.data.split import split_file
 from gekro_ft.data.validate import validate_file
-from gekro_ft.errors import InputFileError
+from gekro_ft.errors import DataError, InputFileError
 
 BOMB = "[" * 200_000 + "]" * 200_000  # 400 KB; every data command once grew past 20 GB on it
 ROWS = [oa(("user", f"q{i}"), ("assistant", f"a{i}")) for i in range(12)]
@@ -175,3 +177,36 @@ def test_json_arrays_read_as_before(tmp_path):
     path = tmp_path / "x.json"
     path.write_text(json.dumps(rows))
     assert [r.value for r in iter_rows(path)] == rows
+
+
+# --- no usable rows ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", ["", "  \n\n \t\n", "[]", " [ ]\n"],
+                         ids=["empty", "whitespace", "[]", "[ ]"])
+def test_validate_fails_on_a_file_without_rows(tmp_path, cli, content):
+    path = tmp_path / ("x.json" if "[" in content else "x.jsonl")
+    path.write_text(content)
+    result = cli("data", "validate", path)
+    assert result.exit_code == 1, result.output
+    assert f"{path}: error no-rows: the file holds no rows" in result.output
+    report = validate_file(path)
+    assert [f.code for f in report.findings] == ["no-rows"]  # not also "too few examples"
+
+
+def test_no_rows_is_not_said_of_a_file_with_rows(tmp_path):
+    report = validate_file(write_jsonl(tmp_path / "x.jsonl", ['{"messages": [']), "openai")
+    assert [f.code for f in report.findings] == ["invalid-json", "too-few-examples"]
+
+
+@pytest.mark.parametrize("rows", [["{oops", oa(("user", 1)), BOMB], []], ids=["all-unreadable", "empty"])
+def test_split_with_no_usable_row_is_an_error_and_writes_nothing(tmp_path, cli, rows):
+    src = write_jsonl(tmp_path / "src.jsonl", rows) if rows else tmp_path / "src.jsonl"
+    src.touch()
+    with pytest.raises(DataError, match="nothing to split"):
+        split_file(src, tmp_path / "out", 0.1, schema="openai")
+    result = cli("data", "split", src, "-o", tmp_path / "out", "--from", "openai")
+    assert result.exit_code == 2, result.output
+    said = "none of its 3 rows is usable" if rows else "it holds no rows"
+    assert result.output.startswith(f"Error (data): {src}: nothing to split: {said}")
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

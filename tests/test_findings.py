@@ -136,7 +136,7 @@ def test_every_code_has_a_trigger_test():
     model_codes = {"truncated-answer", "no-loss-tokens", "template-error", "template-mismatch"}
     convert_codes = {"unconvertible", "dropped-field"}
     # tested in test_data_limits.py: file-level, or too large for a fixture row (an oversized row)
-    limit_codes = {"row-too-large"}
+    limit_codes = {"row-too-large", "no-rows"}
     covered = (set(CASES) | {c for _, c in SCHEMA_SPECIFIC} | model_codes | convert_codes | limit_codes
                | {"too-few-examples"})
     assert covered == set(CODES)

@@ -53,6 +53,7 @@ CODES: dict[str, Code] = {c.code: c for c in [
     Code("template-placeholder", _W, "leftover template placeholder such as {{name}}"),
     Code("duplicate-row", _W, "the same conversation (whitespace aside) appeared earlier"),
     Code("too-few-examples", _W, "fewer than 10 usable examples (OpenAI's minimum)"),
+    Code("no-rows", _E, "the file holds no rows at all (empty, only whitespace, or [])"),
     # With a model's tokenizer and chat template
     Code("truncated-answer", _E, "rendered length exceeds --max-seq-len; truncation cuts an assistant answer"),
     Code("no-loss-tokens", _E, "no token of the rendered row carries training loss"),

@@ -101,6 +101,10 @@ def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: 
                 yield None
 
     side, duplicates = assign_sides(keys(), eval_frac, seed)
+    if not any(side):  # all SKIP: an empty train.jsonl would only fail later, in training
+        said = f"none of its {len(side)} rows is usable" if side else "it holds no rows"
+        raise DataError(f"{source}: nothing to split: {said}",
+                        hint=f"`gekro-ft data validate {source}` says what is wrong")
 
     out_dir = Path(out_dir)
     train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"
