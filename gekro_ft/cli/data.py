@@ -150,7 +150,8 @@ def convert(source: Path, target: Path, to_schema: str, from_schema: str | None,
     """Convert SOURCE into JSONL of another schema at TARGET.
 
     Rows the target cannot express are refused with a finding; TARGET is written
-    whole or not at all. Exit 0 when every row was written, 1 when some were refused.
+    whole or not at all, never over SOURCE (a symlink is written through to its
+    file). Exit 0 when every row was written, 1 when some were refused.
 
     \b
     Example:
