@@ -3,6 +3,7 @@ whole or not at all when a signal or a full disk stops the write, with a one-lin
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
@@ -12,12 +13,14 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 from conftest import oa, write_jsonl
 from gekro_ft.atomic import atomic_directory, atomic_output, check_output, remove_stale, write_bytes_atomic
 from gekro_ft.data.convert import convert_file
-from gekro_ft.errors import OutputError
+from gekro_ft.errors import Interrupted, OutputError
+from gekro_ft.process import RaiseOnSignals
 from test_data_limits import child_env
 
 ROWS = [oa(("user", f"q{i}"), ("assistant", f"a{i}")) for i in range(12)]
@@ -150,6 +153,83 @@ def test_stale_temporary_files_of_the_same_target_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [".out.jsonl.efgh5678.tmp", ".other.jsonl.abcd1234.tmp", ".out.jsonl.notes.tmp", "out.jsonl"])
     assert remove_stale(tmp_path / "out.jsonl", older_than=0) == [fresh]
+
+
+def _open_for_writing(fifo: Path, proc: subprocess.Popen, timeout: float = 60) -> int:
+    """The FIFO's write end once the child has opened it for reading (without hanging if it never does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO or proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the child never read {fifo}: {proc.poll()}") from e
+            time.sleep(0.02)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
+def _wait_for_temporaries(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(leftovers(folder)) < n:
+        assert proc.poll() is None and time.monotonic() < deadline, (proc.poll(), leftovers(folder))
+        time.sleep(0.02)
+
+
+def _gekro_ft(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gekro_ft.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=child_env())
+
+
+LINES = b"".join(orjson.dumps(r) + b"\n" for r in ROWS)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_during_convert_leaves_nothing_and_exits_130(tmp_path, signum):
+    """The input is a FIFO the test feeds, so the child is mid-conversion, its temporary file open,
+    when the signal comes: no timing guesses."""
+    fifo, out = tmp_path / "in.jsonl", tmp_path / "out"
+    os.mkfifo(fifo)
+    out.mkdir()
+    proc = _gekro_ft("data", "convert", fifo, out / "o.jsonl", "--to", "sharegpt", "--from", "openai")
+    fd = _open_for_writing(fifo, proc)
+    try:
+        os.write(fd, LINES)
+        _wait_for_temporaries(out, 1, proc)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        os.close(fd)
+    assert proc.returncode == 130, stderr
+    assert one_line_error(stderr) == f"Error (interrupted): stopped by {signum.name}"
+    assert list(out.iterdir()) == []
+
+
+def test_a_signal_during_split_leaves_nothing_and_exits_130(tmp_path):
+    fifo, out = tmp_path / "in.jsonl", tmp_path / "out"
+    os.mkfifo(fifo)
+    proc = _gekro_ft("data", "split", fifo, "-o", out, "--from", "openai")
+    fd = _open_for_writing(fifo, proc)
+    os.write(fd, LINES)
+    os.close(fd)  # the first pass ends; the second opens the FIFO again and waits there
+    _wait_for_temporaries(out, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert one_line_error(stderr) == "Error (interrupted): stopped by SIGTERM"
+    assert list(out.iterdir()) == []  # the folder it made for them stays, empty
+
+
+def test_nohup_keeps_its_ignored_hangup():
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with RaiseOnSignals(lambda s: Interrupted(f"stopped by {s}")):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def _small_file_limit() -> None:
