@@ -165,6 +165,33 @@ class StopOnSignal(_OnSignals):
         self.received = signum
 
 
+class RaiseOnSignals(_OnSignals):
+    """While active, SIGTERM and SIGHUP raise ``interrupted(signum)`` in this process, the way
+    SIGINT raises KeyboardInterrupt, so clean-ups run (an atomic output removes its temporary
+    file) instead of the process vanishing mid-write.
+
+    A signal that is ignored (``nohup``) or already handled by someone else is left alone; a
+    second one of the same signal ends the process the default way, at once.
+    """
+
+    signals = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+    def __init__(self, interrupted: Callable[[int], BaseException]):
+        self.interrupted = interrupted
+
+    def __enter__(self):
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signals:
+                if signal.getsignal(s) is signal.SIG_DFL:
+                    self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        raise self.interrupted(signum)
+
+
 class Children(_OnSignals):
     """Child processes started by a long job (the pipeline's stages and its server), with one
     signal path for all of them. While active:

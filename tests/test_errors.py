@@ -64,3 +64,18 @@ def test_a_missing_suite_says_it_is_a_suite(cli):
     result = cli("eval", "nonexistent-suite", "--candidate", "base:smollm2-135m-instruct")
     assert result.exit_code == 2
     assert result.output.startswith("Error (eval suite): nonexistent-suite: no eval suite of that name (known: ")
+
+
+def test_ctrl_c_exits_130_with_one_line():
+    """Click alone turns KeyboardInterrupt into "Aborted!" and exit 1; 130 says "stopped by a signal"."""
+    @click.group(cls=GekroGroup)
+    def main():
+        pass
+
+    @main.command()
+    def work():
+        raise KeyboardInterrupt
+
+    result = CliRunner().invoke(main, ["work"])
+    assert result.exit_code == 130
+    assert result.output == "Error (interrupted): stopped by SIGINT\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conftest import GOOD, oa, write_jsonl
@@ -34,6 +36,9 @@ def tool_conv(tool_call_id="call_1", args='{"city": "Oslo"}') -> dict:
 CASES: dict[str, tuple[str | None, list, list]] = {
     "invalid-json": (None, ['{"messages": [{"role": "user"'], [GOOD]),
     "not-an-object": ("openai", ["[1, 2]"], [GOOD]),
+    # 129 levels; the good row has 128 (limits.MAX_DEPTH), brackets inside strings not counted
+    "nesting-too-deep": (None, [GOOD, "[" * 129 + "]" * 129],
+                         [GOOD, {**GOOD, "meta": json.loads("[" * 127 + "]" * 127), "note": "[" * 200}]),
     "unknown-schema": (None, [{"text": "hello"}], [GOOD]),
     "missing-field": ("openai", [{"messages": [{"content": "hi"}, {"role": "assistant", "content": "x"}]}], [GOOD]),
     "wrong-type": ("openai", [{"messages": "hi"}], [GOOD]),
@@ -130,5 +135,8 @@ def test_structural_errors_do_not_cascade(tmp_path):
 def test_every_code_has_a_trigger_test():
     model_codes = {"truncated-answer", "no-loss-tokens", "template-error", "template-mismatch"}
     convert_codes = {"unconvertible", "dropped-field"}
-    covered = set(CASES) | {c for _, c in SCHEMA_SPECIFIC} | model_codes | convert_codes | {"too-few-examples"}
+    # tested in test_data_limits.py: file-level, or too large for a fixture row (an oversized row)
+    limit_codes = {"row-too-large", "no-rows"}
+    covered = (set(CASES) | {c for _, c in SCHEMA_SPECIFIC} | model_codes | convert_codes | limit_codes
+               | {"too-few-examples"})
     assert covered == set(CODES)

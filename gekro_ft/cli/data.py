@@ -150,15 +150,17 @@ def convert(source: Path, target: Path, to_schema: str, from_schema: str | None,
     """Convert SOURCE into JSONL of another schema at TARGET.
 
     Rows the target cannot express are refused with a finding; TARGET is written
-    whole or not at all. Exit 0 when every row was written, 1 when some were refused.
+    whole or not at all, never over SOURCE (a symlink is written through to its
+    file). Exit 0 when every row was written, 1 when some were refused.
 
     \b
     Example:
       gekro-ft data convert chats.parquet chats.sharegpt.jsonl --to sharegpt
     """
+    from gekro_ft.cli.errors import interruptible
     from gekro_ft.data.convert import convert_file
 
-    with file_progress(source, "converting") as on_bytes:
+    with interruptible(), file_progress(source, "converting") as on_bytes:
         result = convert_file(source, target, to_schema, from_schema, on_bytes=on_bytes)
     if as_json:
         print_json(result.to_dict())
@@ -190,9 +192,10 @@ def split(source: Path, eval_frac: float, seed: int, out_dir: Path, from_schema:
     Example:
       gekro-ft data split datasets/ticket-extraction/openai.jsonl --eval-frac 0.1 --seed 0 -o work/data
     """
+    from gekro_ft.cli.errors import interruptible
     from gekro_ft.data.split import split_file
 
-    with file_progress(source, "splitting") as on_bytes:
+    with interruptible(), file_progress(source, "splitting") as on_bytes:
         result = split_file(source, out_dir, eval_frac, seed, from_schema, on_bytes=on_bytes)
     if as_json:
         print_json(result.to_dict())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from gekro_ft.atomic import atomic_output
+from gekro_ft.atomic import atomic_output, check_output
 from gekro_ft.data.detect import resolve_schema
 from gekro_ft.data.findings import Finding
 from gekro_ft.data.rows import read_rows
@@ -45,10 +45,11 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
     """
     if to not in NAMES:
         raise SchemaError(f"unknown target schema {to!r}; choose one of {', '.join(NAMES)}")
+    check_output(target, inputs=(source,))  # before reading: refused at once, nothing written
     schema, _ = resolve_schema(source, from_schema)
     result = ConvertResult(str(source), str(target), schema, to)
     write = SCHEMAS[to].write
-    with atomic_output(target) as out:
+    with atomic_output(target, inputs=(source,)) as out:
         for row in read_rows(source, schema, on_bytes):
             result.rows += 1
             if not row.readable:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from gekro_ft.data.limits import MAX_DEPTH, MAX_ROW_BYTES, human_bytes
+
 
 class Severity(str, Enum):
     ERROR = "error"
@@ -28,6 +30,9 @@ CODES: dict[str, Code] = {c.code: c for c in [
     # Reading the row
     Code("invalid-json", _E, "the line is not valid JSON"),
     Code("not-an-object", _E, "the row is not a JSON object"),
+    Code("nesting-too-deep", _E,
+         f"the row nests arrays/objects deeper than {MAX_DEPTH} levels; it was not read"),
+    Code("row-too-large", _E, f"the row is larger than {human_bytes(MAX_ROW_BYTES)}; it was not read"),
     Code("unknown-schema", _E, "the row matches none of openai, alpaca, sharegpt"),
     Code("missing-field", _E, "a required field is missing"),
     Code("wrong-type", _E, "a field has the wrong type (e.g. messages is not a list)"),
@@ -48,6 +53,7 @@ CODES: dict[str, Code] = {c.code: c for c in [
     Code("template-placeholder", _W, "leftover template placeholder such as {{name}}"),
     Code("duplicate-row", _W, "the same conversation (whitespace aside) appeared earlier"),
     Code("too-few-examples", _W, "fewer than 10 usable examples (OpenAI's minimum)"),
+    Code("no-rows", _E, "the file holds no rows at all (empty, only whitespace, or [])"),
     # With a model's tokenizer and chat template
     Code("truncated-answer", _E, "rendered length exceeds --max-seq-len; truncation cuts an assistant answer"),
     Code("no-loss-tokens", _E, "no token of the rendered row carries training loss"),

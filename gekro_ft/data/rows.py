@@ -36,7 +36,7 @@ def read_rows(path: str | Path, schema: str | None,
     for raw in iter_rows(path, on_bytes):
         row = Row(raw.index, raw.line, None, [])
         if raw.error is not None:
-            row.finding("invalid-json", raw.error)
+            row.finding(raw.code, raw.error)
         elif not isinstance(raw.value, dict):
             row.finding("not-an-object", f"row is {_json_type(raw.value)}, not an object")
         else:

@@ -4,9 +4,11 @@ Supported: JSONL (optionally gzipped), a JSON array (streamed with ijson), Parqu
 (streamed by record batch), and a Hugging Face ``datasets`` directory written by
 ``save_to_disk`` (its Arrow files, read with pyarrow; ``datasets`` is not needed).
 
-Nothing here holds a whole file in memory. A row that cannot be parsed is yielded
-with its error, so the caller can report it and go on; a file that cannot be read
-at all raises :class:`InputFileError`.
+Nothing here holds a whole file in memory, nor more than about one row of JSON: a row
+deeper or larger than :mod:`gekro_ft.data.limits` allows is skipped without being held
+whole. A row that cannot be parsed is yielded with its error and its finding code, so
+the caller can report it and go on; a file that cannot be read at all raises
+:class:`InputFileError`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from gekro_ft.data import limits
 from gekro_ft.errors import InputFileError
 
 FORMATS = ("jsonl", "json", "parquet", "arrow-dir")
@@ -30,6 +33,7 @@ class RawRow:
     line: int | None  # 1-based line number, JSONL only
     value: Any = None
     error: str | None = None  # set when the row could not be parsed
+    code: str = "invalid-json"  # the finding code of ``error``
 
 
 def sniff_format(path: Path) -> str:
@@ -82,45 +86,139 @@ def iter_rows(path: str | Path, on_bytes: Callable[[int], None] | None = None) -
 
 
 def _iter_jsonl(path: Path, on_bytes) -> Iterator[RawRow]:
-    index = 0
+    index = lineno = 0
     with _open(path) as f:
         try:
-            for lineno, raw in enumerate(f, start=1):
+            while raw := f.readline(limits.MAX_ROW_BYTES + 1):
+                lineno += 1
                 if on_bytes is not None:
                     on_bytes(len(raw))
-                if not raw.strip():
+                if len(raw) > limits.MAX_ROW_BYTES and not raw.endswith(b"\n"):
+                    _skip_rest_of_line(f, on_bytes)  # never held whole: it may be gigabytes
+                    yield RawRow(index, lineno, error=limits.size_message(), code="row-too-large")
+                elif not raw.strip():
                     continue
-                try:
-                    value = orjson.loads(raw)
-                except orjson.JSONDecodeError as e:
-                    yield RawRow(index, lineno, error=f"invalid JSON: {e}")
+                elif limits.too_deep(raw):
+                    yield RawRow(index, lineno, error=limits.depth_message(), code="nesting-too-deep")
                 else:
-                    yield RawRow(index, lineno, value)
+                    try:
+                        value = orjson.loads(raw)
+                    except orjson.JSONDecodeError as e:
+                        yield RawRow(index, lineno, error=f"invalid JSON: {e}")
+                    else:
+                        yield RawRow(index, lineno, value)
                 index += 1
         except (OSError, EOFError) as e:  # truncated gzip, I/O error mid-file
             raise InputFileError(path, f"read failed after row {index}: {e}") from e
 
 
+def _skip_rest_of_line(f, on_bytes) -> None:
+    while chunk := f.readline(1 << 20):
+        if on_bytes is not None:
+            on_bytes(len(chunk))
+        if chunk.endswith(b"\n"):
+            return
+
+
+class _ValueTooLarge(Exception):
+    pass
+
+
+class _CountingReader:
+    """The file as ijson reads it: counts the bytes, and stops feeding the parser when no parse
+    event came for more than a row's worth of bytes (one string or number that large would sit
+    whole in the parser's buffer)."""
+
+    __slots__ = ("f", "on_bytes", "pos", "last_event")
+
+    def __init__(self, f, on_bytes):
+        self.f, self.on_bytes = f, on_bytes
+        self.pos = self.last_event = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.pos - self.last_event > limits.MAX_ROW_BYTES:
+            raise _ValueTooLarge
+        data = self.f.read(n)
+        self.pos += len(data)
+        if self.on_bytes is not None and data:
+            self.on_bytes(len(data))
+        return data
+
+
 def _iter_json_array(path: Path, on_bytes) -> Iterator[RawRow]:
+    """Items of a top-level JSON array, built here from ijson's flat events (no path prefixes,
+    which cost memory by the square of the depth), so a row that nests too deep or grows too
+    large is dropped as it goes and reported, and the next item is read as usual."""
     import ijson
 
     with _open(path) as f:
-        items = ijson.items(f, "item", use_float=True)
+        src = _CountingReader(f, on_bytes)
         index = 0
-        last_pos = 0
+        depth = 0  # open arrays and objects, the top-level array included
+        stack: list[Any] = []  # the open containers of the item being built
+        key: Any = None  # the key of the next value inside an object
+        row_start = 0
+        refused: tuple[str, str] | None = None  # (code, message) of an item being skipped
         try:
-            for value in items:
-                if on_bytes is not None:
-                    pos = f.tell()
-                    on_bytes(pos - last_pos)
-                    last_pos = pos
-                yield RawRow(index, None, value)
-                index += 1
+            for event, value in ijson.basic_parse(src, use_float=True):
+                src.last_event = src.pos
+                if event == "start_map" or event == "start_array":
+                    depth += 1
+                    if depth == 1:
+                        continue
+                    if depth == 2:
+                        row_start, refused, stack = src.pos, None, []
+                    if refused is not None:
+                        continue
+                    if depth - 1 > limits.MAX_DEPTH:
+                        refused, stack = ("nesting-too-deep", limits.depth_message()), []
+                        continue
+                    container: Any = {} if event == "start_map" else []
+                    if stack:
+                        _put(stack[-1], key, container)
+                    stack.append(container)
+                elif event == "end_map" or event == "end_array":
+                    depth -= 1
+                    if depth == 0:
+                        continue
+                    if refused is None:
+                        container = stack.pop()
+                    if depth == 1:
+                        if refused is None:
+                            yield RawRow(index, None, container)
+                        else:
+                            yield RawRow(index, None, error=refused[1], code=refused[0])
+                        index += 1
+                        refused, stack = None, []
+                    continue
+                elif event == "map_key":
+                    key = value
+                elif depth == 1:  # a scalar item: the row reader says it is not an object
+                    yield RawRow(index, None, value)
+                    index += 1
+                    continue
+                elif refused is None:
+                    _put(stack[-1], key, value)
+                if refused is None and src.pos - row_start > limits.MAX_ROW_BYTES:
+                    refused, stack = ("row-too-large", limits.size_message()), []
         except ijson.JSONError as e:
             # The array framing itself is broken: nothing after this point can be trusted.
             reason = str(e).splitlines()[0].strip()
             raise InputFileError(path, f"malformed JSON array after item {index}: {reason}",
                                  hint="convert the file to JSONL to have bad rows reported one by one") from e
+        except _ValueTooLarge:
+            raise InputFileError(path, f"a single value in item {index} is larger than "
+                                       f"{limits.human_bytes(limits.MAX_ROW_BYTES)}; the rest of the array "
+                                       "cannot be read") from None
+        except (OSError, EOFError) as e:
+            raise InputFileError(path, f"read failed after item {index}: {e}") from e
+
+
+def _put(container: Any, key: Any, value: Any) -> None:
+    if type(container) is dict:
+        container[key] = value
+    else:
+        container.append(value)
 
 
 def _iter_parquet(path: Path) -> Iterator[RawRow]:

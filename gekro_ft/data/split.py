@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from gekro_ft.atomic import atomic_output, write_bytes_atomic
+from gekro_ft.atomic import atomic_output, check_output, write_bytes_atomic
 from gekro_ft.data.conversation import normalized_text, prompt_text
 from gekro_ft.data.detect import resolve_schema
 from gekro_ft.data.rows import read_rows
@@ -88,6 +88,11 @@ def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: 
                on_bytes: Callable[[int], None] | None = None) -> SplitResult:
     if not 0 < eval_frac < 1:
         raise DataError(f"--eval-frac must be between 0 and 1, got {eval_frac}")
+    out_dir = Path(out_dir)
+    train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"
+    summary_path, inputs = out_dir / "split.json", (source,)
+    for path in (train_path, eval_path, summary_path):  # an -o that holds SOURCE: refused before reading
+        check_output(path, inputs)
     schema, _ = resolve_schema(source, schema)
     unreadable = 0
 
@@ -101,11 +106,13 @@ def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: 
                 yield None
 
     side, duplicates = assign_sides(keys(), eval_frac, seed)
+    if not any(side):  # all SKIP: an empty train.jsonl would only fail later, in training
+        said = f"none of its {len(side)} rows is usable" if side else "it holds no rows"
+        raise DataError(f"{source}: nothing to split: {said}",
+                        hint=f"`gekro-ft data validate {source}` says what is wrong")
 
-    out_dir = Path(out_dir)
-    train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"
     counts = {TRAIN: 0, EVAL: 0}
-    with atomic_output(train_path) as train_f, atomic_output(eval_path) as eval_f:
+    with atomic_output(train_path, inputs) as train_f, atomic_output(eval_path, inputs) as eval_f:
         files = {TRAIN: train_f, EVAL: eval_f}
         for row in read_rows(source, schema):
             s = side[row.index]
@@ -114,5 +121,5 @@ def split_file(source: str | Path, out_dir: str | Path, eval_frac: float, seed: 
                 counts[s] += 1
     result = SplitResult(str(source), schema, seed, eval_frac, len(side), unreadable, duplicates,
                          counts[TRAIN], counts[EVAL], str(train_path), str(eval_path))
-    write_bytes_atomic(out_dir / "split.json", orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2))
+    write_bytes_atomic(summary_path, orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2), inputs)
     return result

@@ -63,7 +63,8 @@ def validate_file(path: str | Path, schema: str | None = None, *, tokenizer: Any
                   model: str | None = None, max_seq_len: int | None = None,
                   on_bytes: Callable[[int], None] | None = None) -> ValidationReport:
     """Check every row of ``path``. With a ``tokenizer``, also render each row through its
-    chat template and check the loss mask and the length against ``max_seq_len``."""
+    chat template and check the loss mask and the length against ``max_seq_len``. A file
+    without a single row is an error (``no-rows``), not a clean result."""
     if schema is not None and schema not in NAMES:
         raise SchemaError(f"unknown schema {schema!r}; choose one of {', '.join(NAMES)}")
     detection = None if schema else detect_schema(path)
@@ -89,7 +90,10 @@ def validate_file(path: str | Path, schema: str | None = None, *, tokenizer: Any
         if not has_errors(row.findings):
             report.usable_rows += 1
         report.findings.extend(row.findings)
-    if report.usable_rows < MIN_EXAMPLES:
+    if report.rows == 0:  # an error, not "too few": nothing at all is not a small dataset
+        report.findings.append(Finding("no-rows", "the file holds no rows: it is empty, only whitespace, "
+                                                  "or an empty JSON array", None))
+    elif report.usable_rows < MIN_EXAMPLES:
         report.findings.append(Finding(
             "too-few-examples", f"only {report.usable_rows} usable rows; OpenAI requires at least "
                                 f"{MIN_EXAMPLES}, and a LoRA learns little from so few", None))

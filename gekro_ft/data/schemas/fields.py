@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gekro_ft.data.limits import loads_nested_json, not_json
+
 Problems = list[tuple[str, str]]  # (finding code, message)
 
 
@@ -37,9 +39,9 @@ def arguments_text(value: Any, where: str, problems: Problems) -> str | None:
     """Tool-call arguments as the JSON text OpenAI carries: strings kept verbatim, objects dumped."""
     if isinstance(value, str):
         try:
-            json.loads(value)
-        except ValueError:
-            problems.append(("invalid-tool-call", f"{where} arguments are not valid JSON"))
+            loads_nested_json(value)
+        except ValueError as e:
+            problems.append(("invalid-tool-call", f"{where} arguments are {not_json(e)}"))
             return None
         return value
     if isinstance(value, dict):
@@ -52,7 +54,7 @@ def arguments_text(value: Any, where: str, problems: Problems) -> str | None:
 def arguments_value(text: str) -> Any:
     """The inverse of :func:`arguments_text`: an object when that dumps back to the same text."""
     try:
-        obj = json.loads(text)
+        obj = loads_nested_json(text)
     except ValueError:
         return text
     return obj if isinstance(obj, dict) and json.dumps(obj, ensure_ascii=False) == text else text

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from gekro_ft.data.conversation import Conversation, ToolCall, Turn
+from gekro_ft.data.limits import loads_nested_json, not_json
 from gekro_ft.data.schemas.fields import (Problems, arguments_text, arguments_value, text_field,
                                           weight_field)
 
@@ -95,9 +96,9 @@ def _read_tools(raw: Any, problems: Problems) -> list | None:
         return None
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
-        except ValueError:
-            problems.append(("wrong-type", "row 'tools' is a string but not valid JSON"))
+            raw = loads_nested_json(raw)
+        except ValueError as e:
+            problems.append(("wrong-type", f"row 'tools' is a string but {not_json(e)}"))
             return None
     if not isinstance(raw, list):
         problems.append(("wrong-type", "row 'tools' is not a list"))
@@ -107,9 +108,9 @@ def _read_tools(raw: Any, problems: Problems) -> list | None:
 
 def _read_calls(value: str, where: str, problems: Problems, first: int) -> list[ToolCall] | None:
     try:
-        obj = json.loads(value)
-    except ValueError:
-        problems.append(("invalid-tool-call", f"{where} function_call value is not valid JSON"))
+        obj = loads_nested_json(value)
+    except ValueError as e:
+        problems.append(("invalid-tool-call", f"{where} function_call value is {not_json(e)}"))
         return None
     items = obj if isinstance(obj, list) else [obj]
     calls = []
