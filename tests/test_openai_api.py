@@ -248,6 +248,8 @@ def test_a_missing_field_and_bodies_that_are_not_a_request(server):
     for content in (b"{not json", b"", b"[]", b"null", "{\"model\": \"\u00e9\"".encode()):
         error = _openai_error(httpx.post(f"{url}/v1/chat/completions", content=content, headers=JSON), 400)
         assert error["type"] == "invalid_request_error"
+        if content.startswith(b"{"):
+            assert error["code"] == "invalid_json" and "not valid JSON: " in error["message"]
 
 
 @pytest.mark.parametrize("nesting", [

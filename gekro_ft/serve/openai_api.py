@@ -261,7 +261,8 @@ def _invalid(e: ValidationError) -> APIError:
     # member that did not fit (["a", ..., "e"] for stop: too many, not "should be a string").
     first = max(errors, key=lambda err: (len(err["loc"]), not err["type"].endswith("_type")))
     if first["type"] == "json_invalid":
-        return APIError(400, f"the request body is not valid JSON: {first['msg']}", code="invalid_json")
+        why = (first.get("ctx") or {}).get("error", first["msg"])
+        return APIError(400, f"the request body is not valid JSON: {why}", code="invalid_json")
     param = _param(first["loc"])
     kind = first["type"]
     code = ("missing_required_parameter" if kind == "missing"
