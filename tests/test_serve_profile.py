@@ -163,6 +163,18 @@ def test_no_profile_means_the_defaults():
             profile.cpu.dtype) == (8, 10, 512, "float32")
 
 
+def test_the_request_body_limit_goes_from_the_profile_to_the_cpu_server(monkeypatch):
+    from gekro_ft.serve import cpu_server, launch
+
+    assert load_profile(None, {}).cpu.max_body_mib == 4
+    with pytest.raises(ProfileError, match="cpu.max_body_mib"):
+        load_profile(None, {"cpu": {"max_body_mib": 0}})
+    seen = {}
+    monkeypatch.setattr(cpu_server, "run_cpu_server", lambda *a, **kw: seen.update(kw) or 0)
+    assert launch.serve(load_profile(None, {"cpu": {"max_body_mib": 0.5}}), say=lambda _: None) == 0
+    assert seen["max_body_bytes"] == 512 * 1024
+
+
 # --- binding and the API key -----------------------------------------------------------------
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.0.53", True), ("::1", True),

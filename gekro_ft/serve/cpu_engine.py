@@ -87,6 +87,9 @@ class CPUEngine:
         self.model = load_model(base_source, adapters, device="cpu", dtype=dtype)
         self.adapters = list(adapters)
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        # A longer text cannot fit in the context whatever it says: refused without the seconds that
+        # tokenizing megabytes takes.
+        self.max_prompt_chars = self.max_context * max_chars_per_token(self.tokenizer)
         self.eos_ids = self._eos_ids()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.max_batch_size = max_batch_size
@@ -105,15 +108,17 @@ class CPUEngine:
 
     # -- the HTTP side ------------------------------------------------------------------
 
-    def chat_prompt_ids(self, messages: list[dict], adapter: str, tools: list | None = None) -> list[int]:
+    def chat_text(self, messages: list[dict], adapter: str, tools: list | None = None) -> str:
+        """The conversation rendered with the adapter's chat template (or the base's), ready to tokenize."""
         tok = self.templates.get(adapter, self.tokenizer)
-        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, tools=tools)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, tools=tools)
 
     def text_prompt_ids(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
     def submit(self, req: GenRequest) -> None:
+        if not req.prompt_ids:  # a row without tokens would fail the whole batch it joins
+            raise ValueError("a request needs at least one prompt token")
         if self._queue.qsize() >= self.max_waiting:
             raise Overloaded(f"{self._queue.qsize()} requests are already waiting")
         self._queue.put(req)
@@ -261,3 +266,10 @@ def _held_back(text: str, stops: list[str]) -> int:
                 longest = max(longest, k)
                 break
     return longest
+
+
+def max_chars_per_token(tokenizer: Any) -> int:
+    """The most characters of text one token can stand for: its longest vocabulary entry (a
+    byte-level entry spells each byte as one character, so it covers no more characters than
+    it has), twice over for normalizers that shrink text (NFC joins combining marks)."""
+    return 2 * max(len(t) for t in tokenizer.get_vocab())

@@ -35,4 +35,6 @@ def serve(profile: Profile, say: Callable[[str], None] | None = None) -> int:
     return run_cpu_server(profile.base_model, {n: i.path for n, i in infos.items()}, host=profile.host,
                           port=profile.port, api_key=key, served_name=profile.served_name,
                           max_batch_size=cpu.max_batch_size, batch_wait_ms=cpu.batch_wait_ms,
-                          max_tokens_limit=cpu.max_tokens_limit, dtype=cpu.dtype, on_ready=ready)
+                          max_tokens_limit=cpu.max_tokens_limit,
+                          max_body_bytes=int(cpu.max_body_mib * 2**20),
+                          dtype=cpu.dtype, on_ready=ready)

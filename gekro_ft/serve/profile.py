@@ -80,6 +80,8 @@ class CpuSection(_Section):
     batch_wait_ms: float = Field(10, ge=0, le=10_000, description="How long the first request of a batch "
                                  "waits for company.")
     max_tokens_limit: int = Field(512, ge=1, description="Largest max_tokens a request may ask for.")
+    max_body_mib: float = Field(4, gt=0, le=1024, description="Largest request body in MiB; a bigger one "
+                                "is refused with 413 before it is read.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="CPUs have no fast bfloat16 matmul on most machines.")
 
