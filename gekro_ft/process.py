@@ -82,8 +82,12 @@ class _OnSignals:
         self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for s in self.signals:
-                self._previous[s] = signal.signal(s, self._handle)
+                if self._takes(s):
+                    self._previous[s] = signal.signal(s, self._handle)
         return self
+
+    def _takes(self, signum: int) -> bool:
+        return True
 
     def __exit__(self, *exc: object) -> None:
         for s, handler in self._previous.items():
@@ -179,13 +183,8 @@ class RaiseOnSignals(_OnSignals):
     def __init__(self, interrupted: Callable[[int], BaseException]):
         self.interrupted = interrupted
 
-    def __enter__(self):
-        self._previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for s in self.signals:
-                if signal.getsignal(s) is signal.SIG_DFL:
-                    self._previous[s] = signal.signal(s, self._handle)
-        return self
+    def _takes(self, signum: int) -> bool:
+        return signal.getsignal(signum) is signal.SIG_DFL
 
     def _handle(self, signum: int, frame: object) -> None:
         signal.signal(signum, signal.SIG_DFL)

@@ -124,18 +124,23 @@ def test_json_inside_a_row_is_bounded_too(tmp_path):
     assert ("wrong-type", "row 'tools' is a string but nested deeper than 128 levels") in messages
 
 
+def _rows_and_peak(path):
+    """The rows read from ``path`` and the peak of Python memory allocated while reading them."""
+    tracemalloc.start()
+    try:
+        rows = list(iter_rows(path))
+        return rows, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_an_oversized_jsonl_line_is_skipped_without_being_held(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MAX_ROW_BYTES", 1 << 20)
     big = json.dumps(oa(("user", "x" * (20 << 20)), ("assistant", "a")))
     path = tmp_path / "x.jsonl"
     path.write_text("\n".join([json.dumps(ROWS[0]), big, json.dumps(ROWS[1])]) + "\n")
     del big
-    tracemalloc.start()
-    try:
-        rows = list(iter_rows(path))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    rows, peak = _rows_and_peak(path)
     assert [(r.line, r.code if r.error else None) for r in rows] == \
         [(1, None), (2, "row-too-large"), (3, None)]
     assert rows[1].error == "the row is larger than 1 MiB; it was not read"
@@ -148,12 +153,7 @@ def test_an_oversized_array_item_is_dropped_as_it_is_built(tmp_path, monkeypatch
     path = tmp_path / "x.json"
     path.write_text(json.dumps([ROWS[0], big, ROWS[1], 7]))
     del big
-    tracemalloc.start()
-    try:
-        rows = list(iter_rows(path))
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    rows, peak = _rows_and_peak(path)
     assert [(r.index, r.code if r.error else r.value) for r in rows] == \
         [(0, ROWS[0]), (1, "row-too-large"), (2, ROWS[1]), (3, 7)]
     assert peak < 8 << 20, f"held {peak} bytes building a 20 MB row"  # the row whole would be 20 MB
