@@ -216,6 +216,19 @@ class CostError(GekroError):
     kind = "cost"
 
 
+class RouteError(GekroError):
+    """The router cannot start, an upstream it needs is unusable, or calibration cannot run."""
+
+    kind = "route"
+
+
+class BatchError(GekroError):
+    """A batch job cannot start: its input, model or output cannot be used (rows that fail go to
+    the errors file instead)."""
+
+    kind = "batch"
+
+
 class PipelineError(GekroError):
     """A pipeline stage failed (the message names the stage and where its output is), or its
     work directory holds another run."""

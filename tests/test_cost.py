@@ -171,3 +171,33 @@ def test_an_eval_prices_its_self_hosted_side_as_the_cost_report_does(tmp_path):
     bench.write_text(json.dumps(bench_doc([(1, 20.0, 1)])))
     assert price_sides(suite, {"candidate": side}, bench, None)["candidate"] == {
         "basis": "not priced", "reason": f"{bench}: no level finished without errors"}
+
+
+def test_api_bill_prices_cached_input_and_the_batch_tier_by_hand():
+    from gekro_ft.cost.prices import load_prices
+    from gekro_ft.errors import PriceError
+
+    table = load_prices()
+    mini = table.api_price("gpt-4o-mini")
+    # 1M input of which 400k cached, 200k output, standard tier:
+    # 600k × $0.15 + 400k × $0.075 + 200k × $0.60 = $0.09 + $0.03 + $0.12 = $0.24
+    assert mini.bill(1_000_000, 200_000, cached_input_tokens=400_000) == pytest.approx(0.24)
+    # batch tier: 1M × $0.075 + 200k × $0.30 = $0.075 + $0.06 = $0.135 (cache rate not stacked)
+    assert mini.bill(1_000_000, 200_000, batch=True) == pytest.approx(0.135)
+    assert mini.rate_limits["tier-1"].requests_per_min == 500
+    with pytest.raises(PriceError, match="within the input"):
+        mini.bill(100, 10, cached_input_tokens=200)
+
+
+def test_a_batch_price_needs_both_rates(tmp_path):
+    from gekro_ft.cost.prices import load_prices
+    from gekro_ft.errors import PriceError
+
+    mine = tmp_path / "p.yaml"
+    mine.write_text("api:\n  x: {input_per_m: 1, output_per_m: 2, batch_input_per_m: 0.5, as_of: 2026-01-01, "
+                    "source: https://example.com/p}\n")
+    with pytest.raises(PriceError, match="batch_input_per_m and batch_output_per_m"):
+        load_prices(mine)
+    mine.write_text("api:\n  x: {input_per_m: 1, output_per_m: 2, as_of: 2026-01-01, source: https://example.com/p}\n")
+    with pytest.raises(PriceError, match="no batch tier"):
+        load_prices(mine).api_price("x").bill(10, 10, batch=True)

@@ -24,9 +24,55 @@ class _Dated(BaseModel):
     source: str = Field(min_length=8, description="The public page it was read from.")
 
 
+class RateLimit(BaseModel):
+    """What one usage tier of an API lets through per minute (the provider's published limits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_min: float = Field(gt=0)
+    tokens_per_min: float = Field(gt=0, description="Input + output tokens per minute (OpenAI's TPM); "
+                                                     "for providers that split them, the input limit.")
+    output_tokens_per_min: float | None = Field(None, gt=0, description="A separate output-token limit "
+                                                                          "where the provider has one.")
+
+
 class ApiPrice(_Dated):
-    input_per_m: float = Field(ge=0, description="US$ per 1M input tokens.")
-    output_per_m: float = Field(gt=0, description="US$ per 1M output tokens.")
+    input_per_m: float = Field(ge=0, description="US$ per 1M input tokens, standard tier.")
+    output_per_m: float = Field(gt=0, description="US$ per 1M output tokens, standard tier.")
+    cached_input_per_m: float | None = Field(None, ge=0, description="US$ per 1M input tokens read from "
+                                                                       "the provider's prompt cache; absent = no discount.")
+    batch_input_per_m: float | None = Field(None, ge=0, description="US$ per 1M input tokens through the "
+                                                                      "provider's batch API; absent = no batch tier.")
+    batch_output_per_m: float | None = Field(None, gt=0)
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
+                                              description="Per usage tier (e.g. tier-1): what bounds an API's wall clock.")
+
+    @model_validator(mode="after")
+    def _batch_pair(self):
+        if (self.batch_input_per_m is None) != (self.batch_output_per_m is None):
+            raise ValueError("give both batch_input_per_m and batch_output_per_m, or neither")
+        return self
+
+    @property
+    def has_batch(self) -> bool:
+        return self.batch_output_per_m is not None
+
+    def bill(self, input_tokens: float, output_tokens: float, *, cached_input_tokens: float = 0,
+             batch: bool = False) -> float:
+        """US$ for this many tokens: cached input at the cache rate (where there is one), the
+        rest of the input and the output at the standard or the batch rate."""
+        if batch and not self.has_batch:
+            raise PriceError("this API has no batch tier in the price table")
+        if not 0 <= cached_input_tokens <= input_tokens:
+            raise PriceError(f"cached input tokens ({cached_input_tokens:g}) must lie within the input "
+                             f"tokens ({input_tokens:g})")
+        in_rate, out_rate = ((self.batch_input_per_m, self.batch_output_per_m) if batch
+                             else (self.input_per_m, self.output_per_m))
+        # Providers do not stack the batch discount on cache hits in any documented way we rely on:
+        # cache pricing applies to the standard tier only.
+        cached_rate = self.cached_input_per_m if (self.cached_input_per_m is not None and not batch) else in_rate
+        return ((input_tokens - cached_input_tokens) * in_rate + cached_input_tokens * cached_rate
+                + output_tokens * out_rate) / 1e6
 
 
 class GpuPrice(_Dated):
