@@ -160,3 +160,17 @@ def before_vllm(model_dir: str | Path, *, dtype: str = "auto", max_model_len: in
     return capacity(shape, gpu_memory_gib=gpu * gpus, context_tokens=context,
                     memory_utilization=gpu_memory_utilization or VLLM_DEFAULT_UTILIZATION,
                     overhead_gib=overhead_gib * gpus)
+
+
+def read_shape(model_dir: str | Path | None, config_file: str | Path | None, params: float | None,
+               dtype: str = "float16") -> ModelShape:
+    """A model directory's shape, or a config.json's with the parameter count."""
+    if model_dir is not None:
+        return shape_from_dir(model_dir, dtype)
+    if config_file is None:
+        raise CostError("give a model directory, or a config.json with the parameter count")
+    try:
+        config = json.loads(Path(config_file).read_text())
+    except (OSError, ValueError) as e:
+        raise CostError(f"{config_file}: cannot read ({e})") from None
+    return shape_from_config(config, params=params, dtype=dtype, source=str(config_file))
