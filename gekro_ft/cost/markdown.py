@@ -109,6 +109,11 @@ def _ownership(doc: dict[str, Any]) -> list[str]:
                      usd(o["running_monthly"]), usd(o["monthly_tco"])])
     lines += [md_table(["option", "replicas", "machine", "labour / month", "up-front", "running / month",
                         "monthly TCO = break-even API spend"], rows), ""]
+    if doc.get("buy_vs_rent"):
+        m = doc["buy_vs_rent"]["month"]
+        lines += [("Buying pays for itself against renting in **month " + f"{m}**" if m else
+                   "Buying never pays for itself against renting (its running cost is not lower)")
+                  + " (extra up-front ÷ monthly saving).", ""]
     lab = next(iter(doc["ownership"].values()))["labour"]
     lines += [f"Labour: {lab['fraction']:g} of an engineer-year at ${lab['salary']:,.0f} = "
               f"{usd(lab['monthly'])}/month; set-up {lab['setup_days']:g} days = {usd(lab['setup'])} once.", ""]

@@ -19,6 +19,8 @@ Then:
   A ≤ monthly running cost.
 - Break-even API spend: the monthly API bill above which self-hosting is cheaper = the
   amortized monthly TCO.
+- Buy against rent: the month the purchase has paid for itself = (buy's up-front − rent's)
+  ÷ (rent's running cost − buy's), rounded up; labour is the same on both sides and cancels.
 """
 
 from __future__ import annotations
@@ -125,18 +127,24 @@ class BreakEven:
         return asdict(self)
 
 
+def payback_month(extra_upfront: float, monthly_saving: float) -> tuple[int | None, float | None]:
+    """(whole month, exact month) at which paying ``extra_upfront`` now is earned back by saving
+    ``monthly_saving`` a month: extra ÷ saving, rounded up (at least month 1); never without a saving."""
+    if monthly_saving <= 0:
+        return None, None
+    exact = max(0.0, extra_upfront) / monthly_saving
+    return max(1, math.ceil(exact)), exact
+
+
 def break_even(name: str, own: Ownership, replicas: int, api_monthly: float) -> BreakEven:
     """The break-even month against an API billing ``api_monthly`` (formulas above)."""
     own.check()
-    running, upfront = own.running(replicas), own.upfront(replicas)
-    if api_monthly <= running:
-        month = exact = None
-    elif own.mode == "rent" and own.commitment_months:  # the floor makes it a step: walk the months
+    if own.mode == "rent" and own.commitment_months and api_monthly > own.running(replicas):
+        # the commitment's floor makes the cumulative cost a step: walk the months
         month = next((m for m in range(1, 10 * own.horizon_months + 1)
                       if api_monthly * m >= own.cumulative(replicas, m)), None)
         exact = float(month) if month else None
     else:
-        exact = upfront / (api_monthly - running)
-        month = max(1, math.ceil(exact))
+        month, exact = payback_month(own.upfront(replicas), api_monthly - own.running(replicas))
     tco = own.monthly_tco(replicas)
     return BreakEven(name, api_monthly, tco, month, exact, api_monthly > tco)

@@ -13,7 +13,7 @@ from typing import Any
 
 from gekro_ft.cost.api_bill import TrafficMix, api_bill
 from gekro_ft.cost.model import compute
-from gekro_ft.cost.ownership import Labour, Ownership, break_even
+from gekro_ft.cost.ownership import Labour, Ownership, break_even, payback_month
 from gekro_ft.cost.prices import ApiPrice
 from gekro_ft.cost.traffic import WeeklyTraffic, fleet_for
 
@@ -104,6 +104,13 @@ def plan(i: CostInputs) -> dict[str, Any]:
             # by definition the amortized monthly TCO: the monthly API bill above which this option is cheaper
             "break_even_api_spend": own.monthly_tco(replicas),
             "break_evens": [break_even(n, own, replicas, b.total_usd).to_dict() for n, b in bills.items()]}
+    if "buy" in options:
+        rent, buy = options["rent"], options["buy"]
+        month, exact = payback_month(buy.upfront(replicas) - rent.upfront(replicas),
+                                     rent.running(replicas) - buy.running(replicas))
+        doc["buy_vs_rent"] = {"month": month, "month_exact": exact}
+    else:
+        doc["buy_vs_rent"] = None
     return doc
 
 
