@@ -343,3 +343,37 @@ def test_the_sample_week_ships_in_the_wheel_config():
     text = (REPO / "pyproject.toml").read_text()
     assert '"shipped/serve/traffic/*.csv"' in text
     assert (REPO / "serve" / "traffic" / "business-hours.csv").exists()
+
+
+def test_the_pipeline_summary_shows_the_point_the_utilization_and_the_break_even(tmp_path):
+    from gekro_ft.cost.report import CostOptions, cost_document
+    from gekro_ft.pipeline.summary import cost_decision, summary_markdown
+
+    cost = cost_document(CostOptions(0.36, "rtx-4090", compare=["gpt-4o-mini"], slo={"ttft_p95_ms": 1000.0},
+                                     traffic=week_csv(tmp_path / "w.csv")), bench=slo_bench(), bench_path="b.json")
+    summary = {"pipeline": "t", "stages": {}, "data": {}, "training": {}, "eval": {}, "paths": {},
+               "mlflow": {"tracking_uri": "sqlite:///x", "parent_run_id": "r"}, "duration_s": 60,
+               "cost": {"gpu": "rtx-4090", "tokens_per_s": cost["tokens_per_s"], "hourly": 0.36, "overhead": 0,
+                        "compute_only_usd_per_1m_output_tokens": cost["compute_only_usd_per_1m_output_tokens"],
+                        "full_load_usd_per_1m_output_tokens": cost["full_load_usd_per_1m_output_tokens"],
+                        "usd_per_1m_useful_output_tokens": None, "apis": cost["apis"], **cost_decision(cost)}}
+    md = summary_markdown(summary, curve=False)
+    # the level (4, the SLO's), compute-only beside with-overhead ($2.00 both, no overhead), the fleet
+    # (1 replica at 17.5%, as in the report test) and rent's break-even spend: 0.36 × 730 = $262.80
+    assert "Priced at bench concurrency 4: the highest-throughput level meeting the SLO" in md
+    assert "$2.00 per 1M output tokens compute only, $2.00 with overhead" in md
+    assert "need 1 replica(s) at 17.5% average utilization" in md
+    assert "it wins above $262.80 of API spend a month" in md
+
+
+def test_a_pipeline_names_a_bad_slo_or_traffic_before_any_stage_runs(tmp_path):
+    from gekro_ft.errors import PipelineConfigError
+    from gekro_ft.pipeline.config import load_pipeline
+    from gekro_ft.pipeline.run import preflight
+
+    bad = tmp_path / "week.csv"
+    bad.write_text("day,hour,requests\nmon,0,5\n")
+    p = load_pipeline("demo", ["cost.slo={ttft_p97_ms: 5}", f"cost.traffic={bad}"])
+    with pytest.raises(PipelineConfigError) as e:
+        preflight(p)
+    assert [problem.split(":")[0] for problem in e.value.problems] == ["cost.slo", "cost.traffic"]
