@@ -122,8 +122,10 @@ def test_a_bad_traffic_file_names_the_line_and_field(tmp_path):
     bad.write_text("\n".join(lines[:-1]))  # sun 23:00 dropped
     with pytest.raises(InputFileError, match="1 hour\\(s\\) of the week missing, first sun 23:00"):
         read_traffic(bad, 10)
-    shipped = read_traffic(SAMPLE, 1)  # the shipped sample: business hours, weekends quiet
-    assert shipped.peak_to_trough == 15 and len(shipped.output_tokens_per_hour) == 168
+    shipped = read_traffic("business-hours", 1)  # the shipped sample, by name: office hours, weekends quiet
+    assert shipped.source == str(SAMPLE) and shipped.peak_to_trough == 15 and len(shipped.output_tokens_per_hour) == 168
+    with pytest.raises(InputFileError, match="no such traffic file.*shipped week: business-hours"):
+        read_traffic("weekend-rush", 1)
 
 
 # --- ownership: buy against rent, labour and the break-even spend --------------------------------

@@ -65,9 +65,8 @@ shared = [
                  help="Share of API requests that can go through the batch tier."),
     click.option("--retry-rate", type=click.FloatRange(0, 5), default=0.0, show_default=True,
                  help="API requests sent again, as a share of all requests (billed again)."),
-    click.option("--traffic", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-                 help="A week of traffic, CSV day,hour,requests (or output_tokens); e.g. the shipped "
-                      "serve/traffic/business-hours.csv."),
+    click.option("--traffic", help="A week of traffic, CSV day,hour,requests (or output_tokens), or a shipped "
+                                   "week by name: business-hours."),
     click.option("--requests-per-month", type=POSITIVE, help="Or a stated shape: requests a month..."),
     click.option("--peak-to-trough", type=click.FloatRange(1), help="...the busy hours' rate ÷ the quiet hours'..."),
     click.option("--busy-hours", type=click.FloatRange(0, 24, min_open=True),
@@ -201,7 +200,7 @@ def report(bench_path: Path, gpu_hourly: float | None, gpu: str | None, slo: str
     \b
     Example:
       gekro-ft cost report --bench work/bench/bench.json --gpu-hourly 0.44 --slo ttft_p95_ms=2000 \\
-        --traffic serve/traffic/business-hours.csv --labour 0.2 --compare gpt-4o-mini --out work/cost
+        --traffic business-hours --labour 0.2 --compare gpt-4o-mini --out work/cost
     """
     hourly, note = resolve_hourly(gpu_hourly, gpu, kw["prices"])
     from gekro_ft.cost.operating_point import parse_slo

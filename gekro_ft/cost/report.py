@@ -49,7 +49,7 @@ class CostOptions:
     batch_share: float = 0.0
     retry_rate: float = 0.0
     # traffic: a CSV, or a stated shape
-    traffic: Path | None = None
+    traffic: str | Path | None = None  # a CSV, or a shipped week's name
     requests_per_month: float | None = None
     peak_to_trough: float | None = None
     busy_hours: float | None = None

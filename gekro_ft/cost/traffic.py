@@ -61,11 +61,23 @@ class WeeklyTraffic:
                              self.output_tokens_per_request)
 
 
+def find_traffic(name_or_path: str | Path) -> Path:
+    """A CSV file, or the name of a shipped week (``business-hours``) from any directory."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    named = shipped("serve", "traffic", f"{Path(str(name_or_path)).stem}.csv")
+    if "/" not in str(name_or_path) and named.exists():
+        return named
+    known = sorted(p.stem for p in SAMPLE.parent.glob("*.csv"))
+    raise InputFileError(path, "no such traffic file", hint=f"give a CSV file or a shipped week: {', '.join(known)}")
+
+
 def read_traffic(path: str | Path, output_tokens_per_request: float | None = None) -> WeeklyTraffic:
-    """A week from a CSV with columns ``day`` (mon…sun), ``hour`` (0–23) and ``requests`` or
-    ``output_tokens``; every hour of the week exactly once. Requests need
-    ``output_tokens_per_request`` to become tokens."""
-    path = Path(path)
+    """A week from a CSV (or a shipped week's name) with columns ``day`` (mon…sun), ``hour``
+    (0–23) and ``requests`` or ``output_tokens``; every hour of the week exactly once. Requests
+    need ``output_tokens_per_request`` to become tokens."""
+    path = find_traffic(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:

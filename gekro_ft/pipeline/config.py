@@ -81,7 +81,7 @@ class CostStage(_Section):
     slo: dict[str, float] = Field(default_factory=dict, description="Latency targets the priced bench level must "
                                   "meet, e.g. {ttft_p95_ms: 2000}; none: the fastest level without errors.")
     traffic: str | None = Field(None, description="A week of traffic (CSV day,hour,requests) to size the fleet, "
-                                "its utilization and the APIs' bills, e.g. ../serve/traffic/business-hours.csv.")
+                                "its utilization and the APIs' bills, or a shipped week: business-hours.")
     labour: float = Field(0.0, ge=0, description="Ops labour, a fraction of an engineer-year (at $150k loaded).")
 
 

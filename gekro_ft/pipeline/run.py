@@ -378,7 +378,7 @@ class _Stages:
         write_cost_report(self.work / "bench" / "bench.json", out, CostOptions(
             hourly, c.gpu, note, list(c.compare), Path(c.prices) if c.prices else None, c.overhead,
             slo=parse_slo([f"{k}={v}" for k, v in c.slo.items()]), eval_report=self.work / "eval" / "report.json",
-            traffic=Path(c.traffic) if c.traffic else None, labour=Labour(c.labour)))
+            traffic=c.traffic, labour=Labour(c.labour)))
         figures = orjson.loads((out / "cost.json").read_bytes())
         keep = ("full_load_usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens", "tokens_per_s")
         self.parent.child("cost", {"gpu": c.gpu, "overhead": c.overhead, "compare": ",".join(c.compare)},
