@@ -252,11 +252,15 @@ def gpu_of(tmp_path, monkeypatch):
 
 
 def llama_dir(path):
-    """A Llama-7B-shaped directory: config.json and a sparse 13.48 GB safetensors file."""
+    """A Llama-7B-shaped directory: config.json and a safetensors file whose header holds one
+    fp16 tensor of 6.74e9 elements (13.48 GB, written sparse: the disk holds only the header)."""
     path.mkdir()
     (path / "config.json").write_text(json.dumps(LLAMA_7B))
+    n = 6_740_000_000
+    header = json.dumps({"w": {"dtype": "F16", "shape": [n], "data_offsets": [0, 2 * n]}}).encode()
     with open(path / "model.safetensors", "wb") as f:
-        f.truncate(13_480_000_000)
+        f.write(len(header).to_bytes(8, "little") + header)
+        f.truncate(8 + len(header) + 2 * n)
     return path
 
 

@@ -64,20 +64,34 @@ def shape_from_config(config: dict[str, Any], *, weight_bytes: float | None = No
 
 
 def shape_from_dir(model_dir: str | Path, dtype: str = "auto") -> ModelShape:
-    """The shape of a local model directory: its config.json, and its weights' size from the
-    safetensors files (scaled when serving at a different width than they are stored)."""
+    """The shape of a local model directory: its config.json, and its parameter count from the
+    safetensors headers (no tensor is loaded) × the serving dtype's bytes. ``auto`` serves as
+    vLLM does: the config's torch_dtype when it is 16-bit, else float16."""
     model_dir = Path(model_dir)
     try:
         config = json.loads((model_dir / "config.json").read_text())
     except (OSError, ValueError) as e:
         raise CostError(f"{model_dir}/config.json: cannot read ({e})") from None
-    stored = str((config.get("text_config") or config).get("torch_dtype") or config.get("torch_dtype") or "float16")
-    files = list(model_dir.glob("*.safetensors"))
-    size = sum(f.stat().st_size for f in files) if files else None
-    serve_dtype = stored if dtype == "auto" and stored in BYTES_PER_ELEMENT else dtype
-    if size is not None and stored in BYTES_PER_ELEMENT and serve_dtype in BYTES_PER_ELEMENT:
-        size = size * BYTES_PER_ELEMENT[serve_dtype] / BYTES_PER_ELEMENT[stored]
-    return shape_from_config(config, weight_bytes=size, dtype=serve_dtype, source=str(model_dir))
+    stored = str((config.get("text_config") or config).get("torch_dtype") or config.get("torch_dtype") or "")
+    serve_dtype = dtype if dtype != "auto" else (stored if stored in ("bfloat16", "float16") else "float16")
+    params = _safetensors_params(sorted(model_dir.glob("*.safetensors")))
+    return shape_from_config(config, params=params, dtype=serve_dtype, source=str(model_dir))
+
+
+def _safetensors_params(files: list[Path]) -> float | None:
+    """Elements in every tensor of ``files``, read from their headers; None without files."""
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for f in files:
+        try:
+            with safe_open(str(f), framework="numpy") as st:
+                total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+        except Exception as e:  # the library raises its own untyped errors for a bad header
+            raise CostError(f"{f}: not a readable safetensors file ({e})") from None
+    return float(total)
 
 
 @dataclass(frozen=True)
