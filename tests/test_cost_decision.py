@@ -227,15 +227,22 @@ def test_the_kv_cache_of_a_llama_class_7b_at_8k():
     assert shape_from_config({**LLAMA_7B, "num_key_value_heads": 8}, params=8e9).kv_bytes_per_token == 131_072
 
 
-def test_the_estimate_is_compared_with_what_vllm_logs():
+def test_the_estimate_is_compared_with_what_vllm_allocated():
     from gekro_ft.cost.kv_cache import capacity, compare_with_vllm, shape_from_config
 
     cap = capacity(shape_from_config(LLAMA_7B, params=6.74e9), gpu_memory_gib=80, context_tokens=4096)
     # KV = 80 GiB × 0.9 − 13.48e9 − 1 GiB = 77,309,411,328 − 13,480,000,000 − 1,073,741,824
-    #   = 62,755,669,504 B → ÷ 524,288 = 119,696 tokens → 119,696 ÷ 4096 = 29.22x
-    log = "INFO ... GPU KV cache size: 118,896 tokens\nINFO ... Maximum concurrency for 4,096 tokens per request: 29.03x\n"
-    said = compare_with_vllm(cap, log)
-    assert "vLLM logged maximum concurrency 29.03x at 4,096 tokens" in said and "the estimate was 29.22x (101%" in said
+    #   = 62,755,669,504 B → ÷ 524,288 = 119,696 tokens → 119,696 ÷ 4096 = 29.22 sequences
+    assert cap.kv_cache_tokens == 119_696
+    # vLLM's /metrics: 7,431 blocks × 16 tokens = 118,896 tokens = 29.03x of 4,096; 119,696 ÷ 118,896 = 101%
+    metrics = ('# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n'
+               'vllm:cache_config_info{block_size="16",cache_dtype="auto",gpu_memory_utilization="0.9",'
+               'num_cpu_blocks="None",num_gpu_blocks="7431"} 1.0\n')
+    said = compare_with_vllm(cap, metrics)
+    assert said == ("vLLM's KV cache holds 118,896 tokens, 29.03x sequences of 4,096 (its \"maximum concurrency\"); "
+                    "the estimate was 119,696 tokens, 101% of vLLM's")
+    # the same from its start-up log line, when /metrics does not answer
+    assert compare_with_vllm(cap, "INFO [kv_cache_utils.py] GPU KV cache size: 118,896 tokens\n") == said
     assert compare_with_vllm(cap, "no such line") is None
 
 

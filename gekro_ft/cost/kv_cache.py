@@ -7,8 +7,8 @@ the arithmetic practitioners do by hand before ``vllm serve``.
   0.9 by default) − weights − overhead (activations at the profiling run, CUDA graphs, the
   non-torch allocations: vLLM measures these; here a stated allowance).
 - Concurrent sequences at context C = ⌊KV memory ÷ (KV bytes per token × C)⌋ — what vLLM logs
-  as "Maximum concurrency for C tokens per request" (it counts in blocks of 16 tokens, so its
-  figure can be a little lower).
+  as "Maximum concurrency for C tokens per request" (its KV cache in tokens ÷ C, counted in
+  blocks of 16 tokens); after start-up its /metrics says how many tokens it really holds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from gekro_ft.errors import CostError
 GIB = 2**30
 BYTES_PER_ELEMENT = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1, "auto": 2}
 VLLM_DEFAULT_UTILIZATION = 0.9
-_VLLM_MAX_CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
+_VLLM_KV_TOKENS = re.compile(r"GPU KV cache size: ([\d,]+) tokens")
+_CACHE_CONFIG_INFO = re.compile(r"^vllm:cache_config_info\{([^}]*)\}", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -129,24 +130,27 @@ def capacity(shape: ModelShape, *, gpu_memory_gib: float, context_tokens: int,
                     kv, tokens, context_tokens, tokens // context_tokens)
 
 
-def vllm_logged_concurrency(log_text: str) -> tuple[int, float] | None:
-    """(context tokens, maximum concurrency) from vLLM's start-up log line, the last one logged."""
-    found = _VLLM_MAX_CONCURRENCY.findall(log_text)
-    if not found:
-        return None
-    context, x = found[-1]
-    return int(context.replace(",", "")), float(x)
+def vllm_kv_tokens(text: str) -> int | None:
+    """The KV-cache size in tokens vLLM found, from its /metrics text (``vllm:cache_config_info``:
+    num_gpu_blocks × block_size) or its start-up log ("GPU KV cache size: N tokens"). A regex, not
+    prometheus_client: one labelled line, and that package is not a dependency of ours."""
+    info = _CACHE_CONFIG_INFO.search(text)
+    if info:
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', info.group(1)))
+        if labels.get("num_gpu_blocks", "").isdigit() and labels.get("block_size", "").isdigit():
+            return int(labels["num_gpu_blocks"]) * int(labels["block_size"])
+    found = _VLLM_KV_TOKENS.findall(text)
+    return int(found[-1].replace(",", "")) if found else None
 
 
-def compare_with_vllm(estimate: Capacity, log_text: str) -> str | None:
-    """How close our estimate came to what vLLM logged (scaled to our context when it differs)."""
-    logged = vllm_logged_concurrency(log_text)
-    if logged is None:
+def compare_with_vllm(estimate: Capacity, text: str) -> str | None:
+    """How close our estimate came to the KV cache vLLM allocated (None when ``text`` does not say)."""
+    tokens = vllm_kv_tokens(text)
+    if not tokens:
         return None
-    context, x = logged
-    ours = estimate.kv_cache_tokens / context
-    return (f"vLLM logged maximum concurrency {x:.2f}x at {context:,} tokens per request; the estimate "
-            f"was {ours:.2f}x ({ours / x:.0%} of vLLM's)" if x > 0 else None)
+    return (f"vLLM's KV cache holds {tokens:,} tokens, {tokens / estimate.context_tokens:.2f}x sequences of "
+            f"{estimate.context_tokens:,} (its \"maximum concurrency\"); the estimate was "
+            f"{estimate.kv_cache_tokens:,} tokens, {estimate.kv_cache_tokens / tokens:.0%} of vLLM's")
 
 
 def gpu_memory_gib_here() -> float | None:

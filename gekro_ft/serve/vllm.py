@@ -9,6 +9,7 @@ engine-neutral (:mod:`gekro_ft.process`); so is the ready message (:mod:`gekro_f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -178,12 +179,10 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
                         raise ServeError(f"vLLM is up but does not list {', '.join(map(repr, missing))} "
                                          f"in /v1/models (it lists {', '.join(map(repr, models))})")
                     say(f"vLLM healthy after {waited:.0f} s")
-                    if estimate is not None and log:
-                        from gekro_ft.cost.kv_cache import compare_with_vllm
-
-                        closeness = compare_with_vllm(estimate, Path(log).read_text(errors="replace"))
-                        if closeness:
-                            say(closeness)
+                    if estimate is not None:
+                        said = _compare_capacity(estimate, root, key, log)
+                        if said:
+                            say(said)
                     info = ServerInfo(f"{root}/v1", models, next(iter(infos), profile.served_name),
                                       profile.api_key_env if key else None, f"{profile.host}:{profile.port}")
                     (on_ready or _print_ready)(info)
@@ -216,6 +215,22 @@ def check_capacity(profile: Profile, base_source: str, say: Callable[[str], None
     say(("warning: not one full-length sequence fits: " if estimate.max_concurrent_sequences < 1
          else "capacity estimate: ") + estimate.describe())
     return estimate
+
+
+def _compare_capacity(estimate: Any, root: str, key: str | None, log: str | Path | None) -> str | None:
+    """The estimate against the KV cache vLLM allocated: its /metrics, else its log."""
+    import httpx
+
+    from gekro_ft.cost.kv_cache import compare_with_vllm
+
+    text = ""
+    with contextlib.suppress(httpx.HTTPError):
+        r = httpx.get(f"{root}/metrics", headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=10.0,
+                      trust_env=False)
+        text = r.text if r.status_code == 200 else ""
+    if log and Path(log).exists():
+        text += "\n" + Path(log).read_text(errors="replace")
+    return compare_with_vllm(estimate, text)
 
 
 # --- Runtime adapter changes (vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter) ---
