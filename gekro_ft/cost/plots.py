@@ -136,6 +136,13 @@ def cumulative(doc: dict, path: Path) -> Path:
                 ax.plot([m], [be["api_monthly_usd"] * m], "o", color=colours[be["name"]])
                 ax.annotate(f"{mode}: month {m}", (m, be["api_monthly_usd"] * m), xytext=(3, 4),
                             textcoords="offset points", fontsize=7, color=colours[be["name"]])
+    payback = (doc.get("buy_vs_rent") or {}).get("month")
+    if payback is not None and payback <= months[-1]:
+        buy = doc["ownership"]["buy"]
+        y = buy["upfront"] + payback * buy["running_monthly"]
+        ax.plot([payback], [y], "D", color=SELF_HOSTED["buy"])
+        ax.annotate(f"buying pays back: month {payback}", (payback, y), xytext=(6, -12), textcoords="offset points",
+                    fontsize=8, color=SELF_HOSTED["buy"])
     for bill in doc["api_bills"]:
         ys = [bill["total_usd"] * m for m in months]
         ax.plot(months, ys, color=colours[bill["name"]], label=bill["name"])

@@ -222,8 +222,10 @@ class _ParentRun:
         now = int(time.time() * 1000)
         figures = {f"candidate.{k}": v for k, v in summary["eval"].get("candidate", {}).items()}
         figures |= {f"baseline.{k}": v for k, v in summary["eval"].get("baseline", {}).items()}
-        for k in ("full_load_usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens", "tokens_per_s"):
+        for k in ("compute_only_usd_per_1m_output_tokens", "full_load_usd_per_1m_output_tokens",
+                  "usd_per_1m_useful_output_tokens", "tokens_per_s"):
             figures[k] = summary["cost"].get(k)
+        figures["average_utilization"] = (summary["cost"].get("fleet") or {}).get("average_utilization")
         metrics = [Metric(k, float(v), now, 0) for k, v in figures.items() if isinstance(v, (int, float))]
         self.client.log_batch(self.run_id, metrics=metrics)
         if summary["eval"].get("verdict"):
@@ -380,7 +382,8 @@ class _Stages:
             slo=parse_slo([f"{k}={v}" for k, v in c.slo.items()]), eval_report=self.work / "eval" / "report.json",
             traffic=c.traffic, labour=Labour(c.labour)))
         figures = orjson.loads((out / "cost.json").read_bytes())
-        keep = ("full_load_usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens", "tokens_per_s")
+        keep = ("compute_only_usd_per_1m_output_tokens", "full_load_usd_per_1m_output_tokens",
+                "usd_per_1m_useful_output_tokens", "tokens_per_s")
         self.parent.child("cost", {"gpu": c.gpu, "overhead": c.overhead, "compare": ",".join(c.compare)},
                           {k: figures[k] for k in keep if isinstance(figures.get(k), (int, float))},
                           [out / "cost.json", out / "cost.md", out / "cost.html"])
