@@ -350,6 +350,8 @@ def test_cli_cost_memory_and_errors_in_one_line(tmp_path, cli):
     assert result.exit_code != 0 and "no level meets the SLO" in result.output and "Traceback" not in result.output
     result = cli("cost", "--gpu-hourly", "1", "--tokens-per-s", "10", "--traffic", week_csv(tmp_path / "w.csv"))
     assert result.exit_code != 0 and "give the average output tokens per request" in result.output
+    result = cli("cost", "--gpu-hourly", "1", "--tokens-per-s", "10", "--peak-to-trough", "10")
+    assert result.exit_code != 0 and "--peak-to-trough shapes a volume: give --requests-per-month too" in result.output
 
 
 def test_the_sample_week_ships_in_the_wheel_config():

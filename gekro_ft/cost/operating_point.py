@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gekro_ft.bench.stats import GOODPUT_METRICS, PERCENTILES
+from gekro_ft.bench.stats import GOODPUT_METRICS, PERCENTILES, limit_ms
 from gekro_ft.errors import BenchError, CostError
 
 LEVEL_KEYS = ("concurrency", "requests", "completed", "errors", "error_rate", "output_tokens_per_s",
@@ -68,13 +68,7 @@ def parse_slo(specs: str | Iterable[str] | None) -> dict[str, float]:
             raise CostError(f"bad SLO target {part.strip()!r}",
                             hint=f"write NAME=MS with NAME like {', '.join(allowed[:4])} (percentiles: "
                                  f"{', '.join(_PCTS)}), e.g. --slo ttft_p95_ms=2000,e2el_p95_ms=10000")
-        try:
-            limit = float(value)
-        except ValueError:
-            limit = -1.0
-        if not limit > 0:
-            raise CostError(f"bad SLO target {part.strip()!r}: the limit must be a positive number of ms")
-        targets[name] = limit
+        targets[name] = limit_ms(value, f"bad SLO target {part.strip()!r}", CostError)
     return targets
 
 

@@ -107,6 +107,13 @@ def cost_document(o: CostOptions, *, tokens_per_s: float | None = None, bench: d
     ratio, ratio_from = _input_per_output(o, rates, point)
     per_request = o.output_tokens_per_request or (point.output_tokens_per_request if point else None)
     traffic = None
+    shape = {"--peak-to-trough": o.peak_to_trough, "--busy-hours": o.busy_hours}
+    if o.traffic is not None and (o.requests_per_month is not None or any(v is not None for v in shape.values())):
+        raise CostError("give --traffic FILE or a stated shape (--requests-per-month, --peak-to-trough, "
+                        "--busy-hours), not both")
+    if o.requests_per_month is None and any(v is not None for v in shape.values()):
+        raise CostError(f"{', '.join(k for k, v in shape.items() if v is not None)} shapes a volume: "
+                        "give --requests-per-month too")
     if o.traffic is not None:
         traffic = read_traffic(o.traffic, per_request)
     elif o.requests_per_month is not None:
