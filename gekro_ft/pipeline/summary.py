@@ -70,8 +70,8 @@ def _cost_lines(c: dict[str, Any]) -> list[str]:
                   f"need {fleet['replicas']} replica(s) at {fleet['average_utilization']:.1%} average utilization: "
                   f"${eff['compute_only_usd_per_1m_output_tokens']:,.2f} compute only, "
                   f"${eff['with_overhead_usd_per_1m_output_tokens']:,.2f} with overhead per 1M output tokens.", ""]
-    bills = {be["name"]: be for o in c.get("ownership", {}).values() for be in o["break_evens"]}
     rent = (c.get("ownership") or {}).get("rent")
+    bills = {be["name"]: be for be in (rent or {}).get("break_evens", [])}
     rows = [[a["name"], f"${a['blended_per_m']:,.2f}",
              f"${a['usd_per_useful_output_1m']:,.2f}" if a.get("usd_per_useful_output_1m") else "—",
              f"{a['break_even_utilization']:.0%}" + (" (the API is cheaper)" if a["break_even_utilization"] > 1 else ""),
