@@ -13,6 +13,7 @@ import pytest
 
 from conftest import REPO
 from test_cost import bench_doc
+from test_vllm_launcher import fake_vllm  # noqa: F401 - a fixture
 
 MiB, GiB = 2**20, 2**30
 
@@ -286,6 +287,17 @@ def test_vllm_is_refused_before_it_starts_when_the_weights_do_not_fit(tmp_path, 
     # the same arithmetic as the worked example: 119,696 tokens → ⌊119,696 ÷ 4,096⌋ = 29 sequences
     assert estimate.kv_cache_tokens == 119_696 and estimate.max_concurrent_sequences == 29
     assert said == ["capacity estimate: " + estimate.describe()]
+
+
+def test_vllm_serve_stops_before_starting_vllm_when_the_model_cannot_fit(tmp_path, gpu_of, fake_vllm):
+    from gekro_ft.errors import ServeError
+    from gekro_ft.serve.vllm import run_vllm
+    from test_vllm_launcher import vllm_profile
+
+    gpu_of(12 * 1024)
+    with pytest.raises(ServeError, match="does not fit"):
+        run_vllm(vllm_profile({}), base_source=str(llama_dir(tmp_path / "llama")), say=lambda m: None)
+    assert not fake_vllm.exists()  # the stand-in vllm never ran
 
 
 # --- the report, the CLI and the pipeline summary ----------------------------------------------------

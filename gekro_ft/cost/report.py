@@ -21,7 +21,7 @@ from gekro_ft.cost.plan import Buy, CostInputs, monthly_cost_curve, plan
 from gekro_ft.cost.prices import load_prices
 from gekro_ft.cost.traffic import read_traffic, stated_traffic
 from gekro_ft.errors import CostError, EvalError
-from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
+from gekro_ft.reports import write_json, write_markdown_and_html
 
 __all__ = ["CostOptions", "cost_document", "fastest_clean_level", "read_bench", "write_cost_report"]
 
