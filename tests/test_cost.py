@@ -126,15 +126,17 @@ def test_cost_report_picks_the_fastest_clean_level_and_writes_everything(tmp_pat
                  "--eval", evalr, "--out", out)
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "cost.json").read_text())
-    assert doc["inputs"]["level_concurrency"] == 4
+    assert doc["operating_point"]["concurrency"] == 4
+    assert doc["operating_point"]["reason"] == "no SLO given: the fastest level without errors"
     # 0.36 $/h ÷ (50 × 3600) × 1e6 = $2.00 per 1M; ÷ success 0.5 = $4.00 per 1M useful
     assert doc["full_load_usd_per_1m_output_tokens"] == pytest.approx(2.0)
     assert doc["usd_per_1m_useful_output_tokens"] == pytest.approx(4.0)
     md = (out / "cost.md").read_text()
-    assert "| 100% | $2.00 |" in md and "gpt-4o-mini" in md and "https://openai.com/api/pricing/" in md
-    for png in ("throughput_latency.png", "cost_vs_utilization.png", "monthly_break_even.png"):
+    assert "| 100% | $2.00 | $2.00 |" in md and "gpt-4o-mini" in md and "https://openai.com/api/pricing/" in md
+    pngs = ("throughput_latency.png", "cost_vs_utilization.png", "monthly_cost_vs_volume.png", "cumulative_cost.png")
+    for png in pngs:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    assert (out / "cost.html").read_text().count("data:image/png;base64,") == 3
+    assert (out / "cost.html").read_text().count("data:image/png;base64,") == len(pngs)
 
 
 def test_cost_report_refuses_a_bad_bench_naming_the_field(tmp_path, cli):

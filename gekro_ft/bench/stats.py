@@ -53,14 +53,19 @@ def parse_goodput(specs: Iterable[str]) -> dict[str, float]:
             raise BenchError(f"bad goodput target {spec!r}",
                              hint="write METRIC=MS with METRIC one of " + ", ".join(GOODPUT_METRICS)
                                   + ", e.g. ttft_ms=500")
-        try:
-            value = float(m.group(2))
-        except ValueError:
-            value = -1.0
-        if not value > 0:
-            raise BenchError(f"bad goodput target {spec!r}: the limit must be a positive number of ms")
-        targets[name] = value
+        targets[name] = limit_ms(m.group(2), f"bad goodput target {spec!r}", BenchError)
     return targets
+
+
+def limit_ms(raw: str, what: str, error: type[Exception]) -> float:
+    """A latency limit: a positive number of ms, else ``error`` saying ``what`` was wrong."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise error(f"{what}: the limit must be a positive number of ms")
+    return value
 
 
 def meets_targets(rec: Any, targets: dict[str, float]) -> bool:

@@ -1,7 +1,8 @@
 """The cost model: pure arithmetic, no I/O, every formula stated where it is computed.
 
 - Cost per 1M output tokens at full load = GPU $/h × (1 + overhead) ÷ (output tokens/s × 3600) × 10⁶.
-  At utilization u (the share of the hour the GPU does useful work) it is that ÷ u.
+  At utilization u (the share of the hour the GPU does useful work) it is that ÷ u. The
+  compute-only figure is the same with overhead 0; both are always reported.
 - Overhead multiplies the GPU bill: ops, safety margin, eval runs (publicly cited: 20–40%).
 - A GPU kept up all month costs $/h × 730 h × (1 + overhead), whether busy or not.
 - An API's price per output token, blended: input price × (input tokens per output token)
@@ -67,8 +68,10 @@ class CostFigures:
     tokens_per_s: float
     overhead: float
     input_per_output: float
-    full_load_usd_per_1m_output_tokens: float
-    by_utilization: dict[str, float]  # "0.2" -> $ per 1M output tokens
+    compute_only_usd_per_1m_output_tokens: float  # the GPU's bill alone, at full load
+    full_load_usd_per_1m_output_tokens: float  # with overhead, at full load
+    by_utilization: dict[str, float]  # "0.2" -> $ per 1M output tokens, with overhead
+    by_utilization_compute_only: dict[str, float]
     monthly_gpu_usd: float
     capacity_tokens_per_month: float
     apis: list[ApiComparison]
@@ -87,6 +90,7 @@ def compute(gpu_hourly: float, tokens_per_s: float, *, overhead: float = 0.0,
     ``baseline_success_rate`` (measured on the API named ``baseline_api``) prices that API's
     useful output; the other APIs' success was not measured, so theirs stays None."""
     full = usd_per_1m_output(gpu_hourly, tokens_per_s, 1.0, overhead)
+    bare = usd_per_1m_output(gpu_hourly, tokens_per_s, 1.0)
     monthly = monthly_gpu_usd(gpu_hourly, overhead)
     capacity = capacity_tokens_per_month(tokens_per_s)
     comparisons = []
@@ -98,6 +102,7 @@ def compute(gpu_hourly: float, tokens_per_s: float, *, overhead: float = 0.0,
             volume, break_even_tokens_per_month(monthly, outp), volume <= capacity,
             blended / baseline_success_rate if baseline_success_rate and name == baseline_api else None))
     return CostFigures(
-        gpu_hourly, tokens_per_s, overhead, input_per_output, full,
+        gpu_hourly, tokens_per_s, overhead, input_per_output, bare, full,
         {f"{u:g}": usd_per_1m_output(gpu_hourly, tokens_per_s, u, overhead) for u in utilizations},
+        {f"{u:g}": usd_per_1m_output(gpu_hourly, tokens_per_s, u) for u in utilizations},
         monthly, capacity, comparisons, success_rate, full / success_rate if success_rate else None)

@@ -1,225 +1,172 @@
-"""The cost report: measured throughput and latency (bench.json) turned into $ per 1M output
-tokens, the utilization curve and the break-even against APIs — JSON, Markdown, HTML, plots."""
+"""The cost report: a bench.json's SLO-bound throughput turned into $ per 1M output tokens
+(compute-only and with overhead), the fleet a week of traffic needs and its utilization, each
+API's real bill for that traffic, ownership (rent or buy, with labour) and the break-evens —
+JSON, Markdown, HTML and plots. Every figure is recomputable from the ``inputs`` the JSON states.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from gekro_ft import __version__
-from gekro_ft.cost.model import CostFigures, compute
+from gekro_ft.cost.api_bill import TrafficMix
+from gekro_ft.cost.operating_point import LEVEL_KEYS, OperatingPoint, choose_level, fastest_clean_level, read_bench
+from gekro_ft.cost.ownership import Labour
+from gekro_ft.cost.plan import Buy, CostInputs, monthly_cost_curve, plan
 from gekro_ft.cost.prices import load_prices
-from gekro_ft.errors import BenchError, EvalError
-from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
+from gekro_ft.cost.traffic import read_traffic, stated_traffic
+from gekro_ft.errors import CostError, EvalError
+from gekro_ft.reports import write_json, write_markdown_and_html
 
-SCHEMA_VERSION = 1
-LEVEL_KEYS = ("concurrency", "requests", "completed", "errors", "error_rate", "output_tokens_per_s",
-              "request_throughput", "ttft_ms", "tpot_ms", "e2el_ms")
+__all__ = ["CostOptions", "cost_document", "fastest_clean_level", "read_bench", "write_cost_report"]
 
-
-def read_bench(path: Path) -> dict[str, Any]:
-    try:
-        doc = orjson.loads(Path(path).read_bytes())
-    except OSError as e:
-        raise BenchError(f"{path}: cannot read: {e.strerror or e}") from None
-    except orjson.JSONDecodeError as e:
-        raise BenchError(f"{path}: not JSON: {e}") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != 1:
-        raise BenchError(f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else None!r} "
-                         "is not a bench.json this version reads (1)")
-    levels = doc.get("levels")
-    if not isinstance(levels, list) or not levels:
-        raise BenchError(f"{path}: field levels: missing or empty")
-    for i, level in enumerate(levels):
-        missing = [k for k in LEVEL_KEYS if k not in level]
-        if missing:
-            raise BenchError(f"{path}: field levels[{i}].{missing[0]}: missing")
-    return doc
+SCHEMA_VERSION = 2  # 2: compute-only figures, operating point, traffic, fleet, API bills, ownership
+DEFAULT_INPUT_PER_OUTPUT = 3.0
 
 
-def fastest_clean_level(levels: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The level a served throughput is quoted at (here and in the eval's pricing): the most
-    output tokens/s among the levels that finished without errors; None when none did."""
-    clean = [lv for lv in levels if lv["error_rate"] == 0 and lv["output_tokens_per_s"] > 0]
-    return max(clean, key=lambda lv: lv["output_tokens_per_s"]) if clean else None
+@dataclass
+class CostOptions:
+    """What a user states; every field lands in the report's ``inputs``."""
+
+    gpu_hourly: float
+    gpu_name: str | None = None
+    gpu_price_note: str = "given"
+    compare: list[str] = field(default_factory=list)
+    prices: Path | None = None
+    overhead: float = 0.0
+    utilizations: tuple[float, ...] = (1.0, 0.6, 0.2, 0.1)
+    slo: dict[str, float] = field(default_factory=dict)
+    level: int | None = None
+    eval_report: Path | None = None
+    # the API side: None = measured (the eval's baseline, else the bench), else 3:1
+    input_per_output: float | None = None
+    cached_share: float = 0.0
+    batch_share: float = 0.0
+    retry_rate: float = 0.0
+    # traffic: a CSV, or a stated shape
+    traffic: str | Path | None = None  # a CSV, or a shipped week's name
+    requests_per_month: float | None = None
+    peak_to_trough: float | None = None
+    busy_hours: float | None = None
+    output_tokens_per_request: float | None = None  # None: measured at the operating point
+    # ownership
+    labour: Labour = Labour()
+    commitment_months: int = 0
+    buy: Buy | None = None
+    horizon_months: int = 36
+
+    def stated(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("prices", "eval_report", "traffic"):
+            d[k] = str(d[k]) if d[k] else None
+        d["utilizations"] = list(self.utilizations)
+        return d
 
 
-def pick_level(bench: dict[str, Any], path: Path, concurrency: int | None) -> dict[str, Any]:
-    levels = bench["levels"]
-    if concurrency is not None:
-        chosen = [lv for lv in levels if lv["concurrency"] == concurrency]
-        if not chosen:
-            raise BenchError(f"{path}: no level with concurrency {concurrency} "
-                             f"(has {', '.join(str(lv['concurrency']) for lv in levels)})")
-        return chosen[0]
-    fastest = fastest_clean_level(levels)
-    if fastest is None:
-        raise BenchError(f"{path}: every level had errors; pick one with --level CONCURRENCY")
-    return fastest
-
-
-def success_rates(eval_report: Path | None) -> tuple[float | None, float | None, str | None]:
-    """(candidate success rate, baseline success rate, the baseline's model name) from an eval
-    report.json; the baseline's rate only prices "useful output" for the API it measured."""
+def success_rates(eval_report: Path | None) -> dict[str, Any]:
+    """From an eval report.json: the candidate's and the baseline's success rates, the baseline's
+    model (its rate prices "useful output" for that API only) and its measured token counts."""
     if eval_report is None:
-        return None, None, None
+        return {}
     try:
         sides = orjson.loads(Path(eval_report).read_bytes())["sides"]
         base = sides.get("baseline") or {}
-        return (sides["candidate"]["success_rate"], base.get("success_rate"),
-                (base.get("provider") or {}).get("model"))
+        return {"candidate": sides["candidate"]["success_rate"], "baseline": base.get("success_rate"),
+                "baseline_model": (base.get("provider") or {}).get("model"),
+                "baseline_input_tokens": base.get("input_tokens"), "baseline_output_tokens": base.get("output_tokens")}
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as e:
         raise EvalError(f"{eval_report}: not an eval report.json with sides.candidate.success_rate ({e})") from None
 
 
-def cost_figures(gpu_hourly: float, tokens_per_s: float, *, compare: list[str], prices: Path | None = None,
-                 overhead: float = 0.0, utilizations: tuple[float, ...] = (1.0, 0.6, 0.2, 0.1),
-                 input_per_output: float = 3.0, eval_report: Path | None = None) -> tuple[CostFigures, dict]:
-    """The figures, and the price entries used (with their dates and sources)."""
-    table = load_prices(prices)
-    entries = {name: table.api_price(name) for name in compare}
-    cand, base, base_model = success_rates(eval_report)
-    figures = compute(gpu_hourly, tokens_per_s, overhead=overhead, utilizations=utilizations,
-                      apis={n: (p.input_per_m, p.output_per_m) for n, p in entries.items()},
-                      input_per_output=input_per_output, success_rate=cand, baseline_success_rate=base,
-                      baseline_api=base_model)
-    return figures, {n: p.model_dump(mode="json") for n, p in entries.items()}
+def _input_per_output(o: CostOptions, rates: dict[str, Any], point: OperatingPoint | None) -> tuple[float, str]:
+    if o.input_per_output is not None:
+        return o.input_per_output, "given"
+    i, out = rates.get("baseline_input_tokens"), rates.get("baseline_output_tokens")
+    if i and out:
+        return i / out, f"measured by the eval's baseline ({i:,} input ÷ {out:,} output tokens)"
+    if point is not None and point.input_tokens_per_output_token:
+        return point.input_tokens_per_output_token, f"measured by the bench at concurrency {point.concurrency}"
+    return DEFAULT_INPUT_PER_OUTPUT, "default 3:1 (nothing measured)"
 
 
-def write_cost_report(bench_path: Path, out_dir: Path, *, gpu_hourly: float, gpu_name: str | None,
-                      compare: list[str], prices: Path | None = None, overhead: float = 0.0,
-                      utilizations: tuple[float, ...] = (1.0, 0.6, 0.2, 0.1), input_per_output: float = 3.0,
-                      level: int | None = None, eval_report: Path | None = None,
-                      gpu_price_note: str = "given") -> dict[str, Path]:
-    bench = read_bench(bench_path)
-    chosen = pick_level(bench, bench_path, level)
-    figures, price_entries = cost_figures(gpu_hourly, chosen["output_tokens_per_s"], compare=compare, prices=prices,
-                                          overhead=overhead, utilizations=utilizations,
-                                          input_per_output=input_per_output, eval_report=eval_report)
-    doc = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "gekro_ft_version": __version__,
-           "inputs": {"bench": str(bench_path), "bench_command": bench.get("command"), "engine": bench.get("engine"),
-                      "model": (bench.get("settings") or {}).get("model"), "hardware": bench.get("hardware"),
-                      "level_concurrency": chosen["concurrency"], "gpu": gpu_name, "gpu_hourly": gpu_hourly,
-                      "gpu_price": gpu_price_note, "overhead": overhead, "utilizations": list(utilizations),
-                      "input_tokens_per_output_token": input_per_output, "prices": price_entries,
-                      "eval_report": str(eval_report) if eval_report else None},
-           "levels": [{k: lv[k] for k in LEVEL_KEYS} for lv in bench["levels"]],
-           **figures.to_dict()}
+def cost_document(o: CostOptions, *, tokens_per_s: float | None = None, bench: dict[str, Any] | None = None,
+                  bench_path: Path | None = None) -> dict[str, Any]:
+    """Every figure, with the inputs stated: from a bench (its SLO-bound level) or a given throughput."""
+    point = choose_level(bench, bench_path, slo=o.slo, concurrency=o.level) if bench is not None else None
+    tps = point.tokens_per_s if point else tokens_per_s
+    if not tps:
+        raise CostError("no throughput: give --tokens-per-s or a bench.json")
+    table = load_prices(o.prices)
+    entries = {name: table.api_price(name) for name in o.compare}
+    rates = success_rates(o.eval_report)
+    ratio, ratio_from = _input_per_output(o, rates, point)
+    per_request = o.output_tokens_per_request or (point.output_tokens_per_request if point else None)
+    traffic = None
+    shape = {"--peak-to-trough": o.peak_to_trough, "--busy-hours": o.busy_hours}
+    if o.traffic is not None and (o.requests_per_month is not None or any(v is not None for v in shape.values())):
+        raise CostError("give --traffic FILE or a stated shape (--requests-per-month, --peak-to-trough, "
+                        "--busy-hours), not both")
+    if o.requests_per_month is None and any(v is not None for v in shape.values()):
+        raise CostError(f"{', '.join(k for k, v in shape.items() if v is not None)} shapes a volume: "
+                        "give --requests-per-month too")
+    if o.traffic is not None:
+        traffic = read_traffic(o.traffic, per_request)
+    elif o.requests_per_month is not None:
+        if not per_request:
+            raise CostError("a stated traffic shape needs --output-tokens-per-request (no bench measured it)")
+        traffic = stated_traffic(requests_per_month=o.requests_per_month, peak_to_trough=o.peak_to_trough or 1.0,
+                                 busy_hours=o.busy_hours or 24.0, output_tokens_per_request=per_request)
+    inputs = CostInputs(o.gpu_hourly, tps, overhead=o.overhead, utilizations=o.utilizations, apis=entries,
+                        mix=TrafficMix(ratio, o.cached_share, o.batch_share, o.retry_rate, ratio_from),
+                        traffic=traffic, labour=o.labour, commitment_months=o.commitment_months, buy=o.buy,
+                        horizon_months=o.horizon_months, success_rate=rates.get("candidate"),
+                        baseline_success_rate=rates.get("baseline"), baseline_api=rates.get("baseline_model"))
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "gekro_ft_version": __version__,
+        "inputs": {**o.stated(), "tokens_per_s": tps, "output_tokens_per_request_used": per_request,
+                   "prices": {n: p.model_dump(mode="json") for n, p in entries.items()},
+                   "eval_success_rates": rates or None}}
+    if bench is not None:
+        doc["inputs"] |= {"bench": str(bench_path), "bench_command": bench.get("command"), "engine": bench.get("engine"),
+                          "model": (bench.get("settings") or {}).get("model"), "hardware": bench.get("hardware")}
+        doc["levels"] = [{k: lv[k] for k in LEVEL_KEYS} for lv in bench["levels"]]
+    doc["operating_point"] = point.to_dict() if point else None
+    doc |= plan(inputs)
+    doc["curve"] = _curve(inputs, doc)
+    return doc
+
+
+def _curve(inputs: CostInputs, doc: dict[str, Any]) -> dict[str, Any]:
+    """Monthly cost against monthly volume, up to 3× the stated volume (or 2× one replica's month)."""
+    top = 3 * doc["traffic"]["monthly_output_tokens"] if doc["traffic"] else 2 * doc["capacity_tokens_per_month"]
+    volumes = [top * k / 120 for k in range(121)]
+    return {"monthly_output_tokens": volumes, **monthly_cost_curve(inputs, volumes)}
+
+
+def write_cost_report(bench_path: Path, out_dir: Path, options: CostOptions) -> dict[str, Path]:
+    doc = cost_document(options, bench=read_bench(bench_path), bench_path=Path(bench_path))
+    return write_outputs(doc, out_dir)
+
+
+def write_outputs(doc: dict[str, Any], out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     paths = {"json": write_json(out_dir / "cost.json", doc)}
-    paths["throughput_png"] = _plot_levels(doc, out_dir / "throughput_latency.png")
-    paths["utilization_png"] = _plot_utilization(doc, out_dir / "cost_vs_utilization.png")
-    paths["monthly_png"] = _plot_monthly(doc, out_dir / "monthly_break_even.png")
-    paths["md"], paths["html"] = write_markdown_and_html(out_dir, "cost", _markdown(doc), "Cost per output")
+    from gekro_ft.cost import plots
+
+    if doc.get("levels"):
+        paths["throughput_png"] = plots.levels(doc, out_dir / "throughput_latency.png")
+    paths["utilization_png"] = plots.utilization(doc, out_dir / "cost_vs_utilization.png")
+    paths["volume_png"] = plots.monthly_vs_volume(doc, out_dir / "monthly_cost_vs_volume.png")
+    paths["cumulative_png"] = plots.cumulative(doc, out_dir / "cumulative_cost.png")
+    if doc["traffic"]:
+        paths["traffic_png"] = plots.weekly_traffic(doc, out_dir / "weekly_traffic.png")
+    from gekro_ft.cost.markdown import cost_markdown
+
+    paths["md"], paths["html"] = write_markdown_and_html(out_dir, "cost", cost_markdown(doc), "Cost per output")
     return paths
-
-
-def _plot_levels(doc: dict, path: Path) -> Path:
-    plt = pyplot()
-    levels = [lv for lv in doc["levels"] if lv["concurrency"] is not None]
-    x = [lv["concurrency"] for lv in levels]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(x, [lv["output_tokens_per_s"] for lv in levels], marker="o")
-    a.set_xlabel("concurrency")
-    a.set_ylabel("output tokens/s")
-    a.set_title("throughput")
-    for key, style in (("p50", "-"), ("p95", "--"), ("p99", ":")):
-        b.plot(x, [lv["e2el_ms"][key] / 1000 for lv in levels], style, marker="o", label=f"E2EL {key}")
-        b.plot(x, [lv["ttft_ms"][key] / 1000 for lv in levels], style, marker="x", label=f"TTFT {key}")
-    b.set_xlabel("concurrency")
-    b.set_ylabel("seconds")
-    b.set_title("latency percentiles")
-    b.legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def _plot_utilization(doc: dict, path: Path) -> Path:
-    plt = pyplot()
-    us = [u / 100 for u in range(2, 101)]
-    full = doc["full_load_usd_per_1m_output_tokens"]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([u * 100 for u in us], [full / u for u in us], label="self-hosted", color="black")
-    for api in doc["apis"]:
-        line = ax.axhline(api["blended_per_m"], linestyle="--", label=f"{api['name']} (blended)")
-        if api["break_even_utilization"] <= 1:
-            ax.axvline(api["break_even_utilization"] * 100, color=line.get_color(), linestyle=":")
-            ax.annotate(f"{api['break_even_utilization']:.0%}", (api["break_even_utilization"] * 100,
-                                                                 api["blended_per_m"]), fontsize=8)
-    ax.set_yscale("log")
-    ax.set_xlabel("utilization (%)")
-    ax.set_ylabel("$ per 1M output tokens")
-    ax.set_title("cost per output vs utilization (dotted: break-even)")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
-
-
-def _plot_monthly(doc: dict, path: Path) -> Path:
-    plt = pyplot()
-    cap = doc["capacity_tokens_per_month"]
-    xs = [cap * k / 50 for k in range(0, 51)]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([x / 1e6 for x in xs], [doc["monthly_gpu_usd"]] * len(xs), color="black", label="GPU, up 24/7")
-    for api in doc["apis"]:
-        line, = ax.plot([x / 1e6 for x in xs], [x / 1e6 * api["blended_per_m"] for x in xs], label=api["name"])
-        if api["reachable"]:
-            ax.axvline(api["break_even_tokens_per_month"] / 1e6, color=line.get_color(), linestyle=":")
-    ax.set_xlabel("output tokens per month (millions), up to the GPU's capacity")
-    ax.set_ylabel("$ per month")
-    ax.set_title("monthly cost: break-even volume (dotted)")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
-
-
-def _usd(v: float | None) -> str:
-    return "—" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
-
-
-def _markdown(doc: dict) -> str:
-    i = doc["inputs"]
-    lines = ["# Cost per output", "",
-             f"Measured on **{i['engine']}** serving `{i['model']}` (bench `{i['bench']}`, level at concurrency "
-             f"{i['level_concurrency']}: **{doc['tokens_per_s']:,.1f} output tokens/s**), priced at "
-             f"**${doc['gpu_hourly']:g}/h**" + (f" ({i['gpu']}, {i['gpu_price']})" if i["gpu"] else f" ({i['gpu_price']})")
-             + f" with overhead {doc['overhead']:.0%}.", "",
-             "## Throughput and latency by concurrency", "",
-             md_table(["concurrency", "requests", "errors", "output tok/s", "req/s", "TTFT p50 ms", "TTFT p95 ms",
-                       "TPOT p50 ms", "E2EL p50 ms", "E2EL p95 ms", "E2EL p99 ms"],
-                      [[lv["concurrency"], lv["requests"], lv["errors"], lv["output_tokens_per_s"],
-                        lv["request_throughput"], lv["ttft_ms"]["p50"], lv["ttft_ms"]["p95"], lv["tpot_ms"]["p50"],
-                        lv["e2el_ms"]["p50"], lv["e2el_ms"]["p95"], lv["e2el_ms"]["p99"]] for lv in doc["levels"]]),
-             "", "![throughput and latency](throughput_latency.png)", "",
-             "## $ per 1M output tokens", "",
-             md_table(["utilization", "$ per 1M output tokens"],
-                      [[f"{float(u):.0%}", _usd(v)] for u, v in doc["by_utilization"].items()]), ""]
-    if doc["usd_per_1m_useful_output_tokens"] is not None:
-        lines += [f"Per 1M **useful** output tokens at full load (÷ the eval's success rate "
-                  f"{doc['success_rate']:.2f}): {_usd(doc['usd_per_1m_useful_output_tokens'])}.", ""]
-    lines += ["![cost vs utilization](cost_vs_utilization.png)", ""]
-    if doc["apis"]:
-        lines += ["## Against APIs", "",
-                  md_table(["API", "output $/1M", "blended $/1M", "break-even utilization", "break-even output tokens/month",
-                            "GPU can reach it", "useful-output $/1M"],
-                           [[a["name"], _usd(a["output_per_m"]), _usd(a["blended_per_m"]),
-                             f"{a['break_even_utilization']:.1%}" + (" (never)" if a["break_even_utilization"] > 1 else ""),
-                             f"{a['break_even_tokens_per_month'] / 1e6:,.1f}M", "yes" if a["reachable"] else "no",
-                             _usd(a["usd_per_useful_output_1m"])] for a in doc["apis"]]), "",
-                  "![monthly break-even](monthly_break_even.png)", ""]
-    lines += ["## Inputs and formulas", "",
-              f"- GPU: ${doc['gpu_hourly']:g}/h; overhead fraction {doc['overhead']:g}; kept up 730 h a month: "
-              f"{_usd(doc['monthly_gpu_usd'])}/month; capacity {doc['capacity_tokens_per_month'] / 1e6:,.1f}M output "
-              "tokens/month at the measured rate.",
-              "- $ per 1M output tokens = $/h × (1 + overhead) ÷ (output tokens/s × 3600) × 10⁶, then ÷ utilization.",
-              f"- Blended API price per 1M output tokens = input price × {doc['input_per_output']:g} (input tokens per "
-              "output token) + output price.",
-              "- Break-even utilization = full-load $ per 1M ÷ API $ per 1M; break-even volume = monthly GPU cost ÷ "
-              "API $ per output token.", ""]
-    for name, p in i["prices"].items():
-        lines.append(f"- {name}: ${p['input_per_m']:g} in / ${p['output_per_m']:g} out per 1M tokens, as of "
-                     f"{p['as_of']}, {p['source']}")
-    lines += ["", f"Bench command: `{' '.join(map(str, i['bench_command'] or []))}`", "",
-              f"Made by gekro-ft {doc['gekro_ft_version']} at {doc['created']}.", ""]
-    return "\n".join(lines)

@@ -19,7 +19,8 @@ from gekro_ft.errors import PipelineConfigError
 
 PIPELINES = ConfigKind("pipeline file", "pipelines", "GEKRO_FT_PIPELINES", PipelineConfigError)
 # Names (a recipe, a suite, a profile) stay names; paths are relative to the pipeline file.
-PATH_KEYS = ("data.file", "train.recipe", "eval.suite", "eval.recordings", "serve.profile", "cost.prices")
+PATH_KEYS = ("data.file", "train.recipe", "eval.suite", "eval.recordings", "serve.profile", "cost.prices",
+             "cost.traffic")
 
 
 class _Section(BaseModel):
@@ -77,6 +78,11 @@ class CostStage(_Section):
     compare: list[str] = Field(default_factory=list, description="API price-table entries to compare with.")
     overhead: float = Field(0.0, ge=0, description="Ops, safety and eval overhead as a fraction of the hourly price.")
     prices: str | None = Field(None, description="Your own price table, merged over the shipped one by name.")
+    slo: dict[str, float] = Field(default_factory=dict, description="Latency targets the priced bench level must "
+                                  "meet, e.g. {ttft_p95_ms: 2000}; none: the fastest level without errors.")
+    traffic: str | None = Field(None, description="A week of traffic (CSV day,hour,requests) to size the fleet, "
+                                "its utilization and the APIs' bills, or a shipped week: business-hours.")
+    labour: float = Field(0.0, ge=0, description="Ops labour, a fraction of an engineer-year (at $150k loaded).")
 
 
 class Pipeline(_Section):

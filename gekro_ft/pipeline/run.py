@@ -34,7 +34,7 @@ from gekro_ft.atomic import write_bytes_atomic
 from gekro_ft.errors import GekroError, PipelineConfigError, PipelineError, PipelineInterrupted
 from gekro_ft.pipeline.config import Pipeline
 from gekro_ft.pipeline.state import PipelineState
-from gekro_ft.pipeline.summary import write_summary
+from gekro_ft.pipeline.summary import cost_decision, write_summary
 from gekro_ft.process import Children
 
 STAGES = ("data", "train", "eval", "bench", "cost")
@@ -101,6 +101,12 @@ def preflight(p: Pipeline) -> Loaded:
             attempt("cost.gpu", lambda: prices.gpu_price(p.cost.gpu))
             for i, name in enumerate(p.cost.compare):
                 attempt(f"cost.compare[{i}]", lambda name=name: prices.api_price(name))
+        from gekro_ft.cost.operating_point import parse_slo
+        from gekro_ft.cost.traffic import read_traffic
+
+        attempt("cost.slo", lambda: parse_slo([f"{k}={v}" for k, v in p.cost.slo.items()]))
+        if p.cost.traffic:  # its shape and values; the tokens per request come from the bench later
+            attempt("cost.traffic", lambda: read_traffic(p.cost.traffic, output_tokens_per_request=1))
     if problems:
         raise PipelineConfigError(p.source, problems, hint="nothing has run; fix these and run again")
     return Loaded(recipe, find_recipe(p.train.recipe).stem, suite, profile, prices)
@@ -216,8 +222,10 @@ class _ParentRun:
         now = int(time.time() * 1000)
         figures = {f"candidate.{k}": v for k, v in summary["eval"].get("candidate", {}).items()}
         figures |= {f"baseline.{k}": v for k, v in summary["eval"].get("baseline", {}).items()}
-        for k in ("full_load_usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens", "tokens_per_s"):
+        for k in ("compute_only_usd_per_1m_output_tokens", "full_load_usd_per_1m_output_tokens",
+                  "usd_per_1m_useful_output_tokens", "tokens_per_s"):
             figures[k] = summary["cost"].get(k)
+        figures["average_utilization"] = (summary["cost"].get("fleet") or {}).get("average_utilization")
         metrics = [Metric(k, float(v), now, 0) for k, v in figures.items() if isinstance(v, (int, float))]
         self.client.log_batch(self.run_id, metrics=metrics)
         if summary["eval"].get("verdict"):
@@ -363,13 +371,19 @@ class _Stages:
         from gekro_ft.cost.prices import gpu_hourly
         from gekro_ft.cost.report import write_cost_report
 
+        from gekro_ft.cost.operating_point import parse_slo
+        from gekro_ft.cost.ownership import Labour
+        from gekro_ft.cost.report import CostOptions
+
         c, out = self.p.cost, self.work / "cost"
         hourly, note = gpu_hourly(self.loaded.prices, c.gpu)
-        write_cost_report(self.work / "bench" / "bench.json", out, gpu_hourly=hourly, gpu_name=c.gpu,
-                          compare=list(c.compare), prices=c.prices, overhead=c.overhead,
-                          eval_report=self.work / "eval" / "report.json", gpu_price_note=note)
+        write_cost_report(self.work / "bench" / "bench.json", out, CostOptions(
+            hourly, c.gpu, note, list(c.compare), Path(c.prices) if c.prices else None, c.overhead,
+            slo=parse_slo([f"{k}={v}" for k, v in c.slo.items()]), eval_report=self.work / "eval" / "report.json",
+            traffic=c.traffic, labour=Labour(c.labour)))
         figures = orjson.loads((out / "cost.json").read_bytes())
-        keep = ("full_load_usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens", "tokens_per_s")
+        keep = ("compute_only_usd_per_1m_output_tokens", "full_load_usd_per_1m_output_tokens",
+                "usd_per_1m_useful_output_tokens", "tokens_per_s")
         self.parent.child("cost", {"gpu": c.gpu, "overhead": c.overhead, "compare": ",".join(c.compare)},
                           {k: figures[k] for k in keep if isinstance(figures.get(k), (int, float))},
                           [out / "cost.json", out / "cost.md", out / "cost.html"])
@@ -410,10 +424,11 @@ def _summary(p: Pipeline, work: Path, state: PipelineState, tracking_uri: str, s
                  "baseline": sides.get("baseline", {}).get("aggregates", {}),
                  "baseline_is_stand_in": p.eval.baseline_is_stand_in, "promotion": report.get("promotion")},
         "cost": {"gpu": p.cost.gpu if p.cost else None, "tokens_per_s": cost.get("tokens_per_s"),
-                 "hourly": cost.get("gpu_hourly"),
+                 "hourly": cost.get("gpu_hourly"), "overhead": cost.get("overhead"),
+                 "compute_only_usd_per_1m_output_tokens": cost.get("compute_only_usd_per_1m_output_tokens"),
                  "full_load_usd_per_1m_output_tokens": cost.get("full_load_usd_per_1m_output_tokens"),
                  "usd_per_1m_useful_output_tokens": cost.get("usd_per_1m_useful_output_tokens"),
-                 "apis": cost.get("apis", [])},
+                 "apis": cost.get("apis", []), **cost_decision(cost)},
         "paths": {name: str(path) for name, path in {
             "adapter": work / "train" / "adapter", "eval report": work / "eval" / "report.html",
             "bench report": work / "bench" / "bench.html", "cost report": work / "cost" / "cost.html",

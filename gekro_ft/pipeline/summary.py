@@ -39,6 +39,54 @@ def _loss_curve(summary: dict[str, Any], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def cost_decision(cost: dict[str, Any]) -> dict[str, Any]:
+    """From cost.json, what the summary shows of the decision: the operating point and why, the
+    fleet and utilization from the stated traffic, and each ownership option's break-even."""
+    point = cost.get("operating_point") or {}
+    return {"operating_point": {k: point.get(k) for k in ("concurrency", "tokens_per_s", "reason", "slo")} if point
+            else None,
+            "traffic": (cost.get("traffic") or {}).get("source"), "fleet": cost.get("fleet"),
+            "effective": cost.get("effective"),
+            "ownership": {mode: {k: o[k] for k in ("replicas", "monthly_tco", "break_even_api_spend", "break_evens")}
+                          for mode, o in (cost.get("ownership") or {}).items()}}
+
+
+def _money(v: float | None) -> str:
+    return "—" if v is None else f"${v:,.2f}"
+
+
+def _cost_lines(c: dict[str, Any]) -> list[str]:
+    point, fleet, eff = c.get("operating_point"), c.get("fleet"), c.get("effective")
+    lines = ["## Cost", ""]
+    if point:
+        lines += [f"Priced at bench concurrency {point['concurrency']}: {point['reason']}.", ""]
+    lines += [f"Measured {c['tokens_per_s']:,.1f} output tokens/s, priced as `{c['gpu']}` at ${c['hourly']:g}/h: "
+              f"**{_money(c.get('compute_only_usd_per_1m_output_tokens'))} per 1M output tokens compute only, "
+              f"{_money(c['full_load_usd_per_1m_output_tokens'])} with overhead** ({c.get('overhead') or 0:.0%}) at "
+              "full load" + (f"; ${c['usd_per_1m_useful_output_tokens']:,.2f} per 1M useful (correct) output tokens"
+                             if c.get("usd_per_1m_useful_output_tokens") else "") + ".", ""]
+    if fleet and eff:
+        lines += [f"Traffic `{c['traffic']}`: {fleet['monthly_output_tokens'] / 1e6:,.2f}M output tokens a month "
+                  f"need {fleet['replicas']} replica(s) at {fleet['average_utilization']:.1%} average utilization: "
+                  f"${eff['compute_only_usd_per_1m_output_tokens']:,.2f} compute only, "
+                  f"${eff['with_overhead_usd_per_1m_output_tokens']:,.2f} with overhead per 1M output tokens.", ""]
+    rent = (c.get("ownership") or {}).get("rent")
+    bills = {be["name"]: be for be in (rent or {}).get("break_evens", [])}
+    rows = [[a["name"], f"${a['blended_per_m']:,.2f}",
+             f"${a['usd_per_useful_output_1m']:,.2f}" if a.get("usd_per_useful_output_1m") else "—",
+             f"{a['break_even_utilization']:.0%}" + (" (the API is cheaper)" if a["break_even_utilization"] > 1 else ""),
+             f"${bills[a['name']]['api_monthly_usd']:,.2f}" if a["name"] in bills else "—",
+             (f"month {bills[a['name']]['month']}" if bills[a["name"]]["month"] else "never")
+             if a["name"] in bills else "—"] for a in c["apis"]]
+    lines += [md_table(["API", "blended $ / 1M output tokens", "$ / 1M useful output tokens", "break-even utilization",
+                        "API bill / month at the traffic", "break-even (rent)"], rows), ""]
+    if rent:
+        lines += [f"Self-hosting (rented, {rent['replicas']} replica(s), labour included) costs "
+                  f"${rent['monthly_tco']:,.2f} a month: it wins above ${rent['break_even_api_spend']:,.2f} of API "
+                  "spend a month.", ""]
+    return lines
+
+
 def _num(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
@@ -78,18 +126,7 @@ def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
         lines += [md_table(["metric", label, "adapter"], [[k, _num(e["baseline"].get(k)), _num(e["candidate"].get(k))]
                                                           for k in names]), ""]
     if c.get("full_load_usd_per_1m_output_tokens") is not None:
-        lines += ["## Cost", "",
-                  f"Measured {c['tokens_per_s']:,.1f} output tokens/s, priced as `{c['gpu']}` at "
-                  f"${c['hourly']:g}/h: **${c['full_load_usd_per_1m_output_tokens']:,.2f} per 1M output tokens** "
-                  "at full load" + (f", ${c['usd_per_1m_useful_output_tokens']:,.2f} per 1M useful (correct) output "
-                                    "tokens" if c.get("usd_per_1m_useful_output_tokens") else "") + ".", "",
-                  md_table(["API", "blended $ / 1M output tokens", "$ / 1M useful output tokens",
-                            "break-even utilization"],
-                           [[a["name"], f"${a['blended_per_m']:,.2f}",
-                             f"${a['usd_per_useful_output_1m']:,.2f}" if a.get("usd_per_useful_output_1m") else "—",
-                             f"{a['break_even_utilization']:.0%}"
-                             + (" (the API is cheaper)" if a["break_even_utilization"] > 1 else "")]
-                            for a in c["apis"]]), ""]
+        lines += _cost_lines(c)
     lines += ["## Where everything is", "",
               md_table(["what", "where"], [[k, f"`{v}`"] for k, v in summary["paths"].items()]
                        + [["MLflow", f"`{summary['mlflow']['tracking_uri']}`, parent run "

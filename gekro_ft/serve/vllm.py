@@ -9,6 +9,7 @@ engine-neutral (:mod:`gekro_ft.process`); so is the ready message (:mod:`gekro_f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -146,6 +147,7 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
 
         base_source = resolve_model(profile.base_model).source
     argv = vllm_command(profile, {n: i.path for n, i in infos.items()}, base_source)
+    estimate = check_capacity(profile, base_source, say)
     say("starting: " + shlex.join(argv) + (f"  (log: {log})" if log else ""))
     argv[0] = executable
     key = profile.api_key(environ)
@@ -177,6 +179,10 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
                         raise ServeError(f"vLLM is up but does not list {', '.join(map(repr, missing))} "
                                          f"in /v1/models (it lists {', '.join(map(repr, models))})")
                     say(f"vLLM healthy after {waited:.0f} s")
+                    if estimate is not None:
+                        said = _compare_capacity(estimate, root, key, log)
+                        if said:
+                            say(said)
                     info = ServerInfo(f"{root}/v1", models, next(iter(infos), profile.served_name),
                                       profile.api_key_env if key else None, f"{profile.host}:{profile.port}")
                     (on_ready or _print_ready)(info)
@@ -188,6 +194,43 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
     finally:
         if log_file:
             log_file.close()
+
+
+def check_capacity(profile: Profile, base_source: str, say: Callable[[str], None]) -> Any:
+    """Weights + KV cache against this machine's GPU memory before vLLM loads anything
+    (:mod:`gekro_ft.cost.kv_cache`): refuse when the weights alone do not fit, warn when not
+    one sequence of the context fits; the estimate (None without a GPU or a local config)."""
+    from gekro_ft.cost.kv_cache import before_vllm
+
+    v = profile.vllm
+    estimate = before_vllm(base_source, dtype=v.dtype, max_model_len=v.max_model_len,
+                           gpu_memory_utilization=v.gpu_memory_utilization,
+                           tensor_parallel_size=v.tensor_parallel_size)
+    if estimate is None:
+        return None
+    if estimate.kv_cache_bytes <= 0:
+        raise ServeError(f"the model does not fit: {estimate.describe()}",
+                         hint="use a bigger GPU, more tensor_parallel_size, a narrower dtype, "
+                              "or a higher vllm.gpu_memory_utilization")
+    say(("warning: not one full-length sequence fits: " if estimate.max_concurrent_sequences < 1
+         else "capacity estimate: ") + estimate.describe())
+    return estimate
+
+
+def _compare_capacity(estimate: Any, root: str, key: str | None, log: str | Path | None) -> str | None:
+    """The estimate against the KV cache vLLM allocated: its /metrics, else its log."""
+    import httpx
+
+    from gekro_ft.cost.kv_cache import compare_with_vllm
+
+    text = ""
+    with contextlib.suppress(httpx.HTTPError):
+        r = httpx.get(f"{root}/metrics", headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=10.0,
+                      trust_env=False)
+        text = r.text if r.status_code == 200 else ""
+    if log and Path(log).exists():
+        text += "\n" + Path(log).read_text(errors="replace")
+    return compare_with_vllm(estimate, text)
 
 
 # --- Runtime adapter changes (vLLM's /v1/load_lora_adapter and /v1/unload_lora_adapter) ---
