@@ -45,6 +45,7 @@ def train(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resu
     out.print(f"train loss {m['train_loss']:.4f}{eval_part}; MLflow run {result.run_id}"
               + (f"; registered {plan.recipe.tracking.registered_model} v{result.registered_version}"
                  if result.registered_version else ""))
-    from gekro_ft.tracking import tracking_uri
+    from gekro_ft.tracking import is_server, shown_uri
 
-    out.print(f"next: mlflow ui --backend-store-uri {tracking_uri()}   (browse the run)")
+    out.print(f"next: open {shown_uri()}   (browse the run)" if is_server()
+              else f"next: mlflow ui --backend-store-uri {shown_uri()}   (browse the run)")

@@ -168,9 +168,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
+def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list, lost: list,
                on_progress: Callable[[dict], None] | None):
     from transformers import TrainerCallback
+
+    from gekro_ft import tracking
 
     class Track(TrainerCallback):
         def __init__(self):
@@ -194,8 +196,16 @@ def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
                 self.last_tokens, self.last_time = tokens, now
             logs["peak_memory_mb"] = peak_memory_bytes(device) / 2**20
             metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
-            mlflow.log_metrics(metrics, step=state.global_step)
             history.append({"step": state.global_step, **metrics})
+            try:
+                mlflow.log_metrics(metrics, step=state.global_step)
+            except Exception as e:
+                if not tracking.lost_server(e):
+                    raise
+                # Stop like on a signal: save a checkpoint now, so --resume loses nothing.
+                lost.append(e)
+                control.should_save = True
+                control.should_training_stop = True
             if on_progress:
                 on_progress({"step": state.global_step, "max_steps": state.max_steps, **metrics})
 
@@ -230,12 +240,21 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.exists() else None
     dtype = getattr(torch, plan.dtype)
     history: list[dict[str, float]] = []
-    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name, log_system_metrics=True,
-                           tags=None if run_id else tracking.parent_tags())
+    lost: list[Exception] = []  # the tracking server went away during training
+    resume_hint = f"when the server is back, run the same command with --resume (work kept in {out})"
+    doing = "starting the run"
+    try:
+        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name,
+                               log_system_metrics=True, tags=None if run_id else tracking.parent_tags())
+    except Exception as e:
+        if tracking.lost_server(e):
+            raise tracking.lost_error(e, doing, hint=resume_hint) from None
+        raise
     status = "FAILED"
     try:
         run_id = run.info.run_id
-        write_bytes_atomic(run_file, orjson.dumps({"run_id": run_id, "tracking_uri": tracking.tracking_uri()}))
+        write_bytes_atomic(run_file, orjson.dumps({"run_id": run_id, "tracking_uri": tracking.shown_uri()}))
+        doing = "logging the recipe"
         if checkpoint is None:
             mlflow.log_params(recipe.flat())
             mlflow.log_dict(recipe.resolved(), "recipe.json")
@@ -264,10 +283,14 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
         trainer = trainer_class(model=model, args=args, processing_class=tokenizer, data_collator=collator,
                                 train_dataset=train_set, eval_dataset=eval_set)
         trainer.remove_callback(PrinterCallback)  # our progress bar shows the logs
+        doing = "training"
         with StopOnSignal() as stopper:
-            for cb in _callbacks(stopper, mlflow, plan.device, history, on_progress):
+            for cb in _callbacks(stopper, mlflow, plan.device, history, lost, on_progress):
                 trainer.add_callback(cb)
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if lost:
+            raise tracking.lost_error(lost[0], f"logging step {trainer.state.global_step}",
+                                      hint=f"checkpoint saved in {latest_checkpoint(out)}; {resume_hint}")
         if stopper.received is not None:
             status = "KILLED"
             raise TrainingInterrupted(f"stopped by signal {stopper.received} at step {trainer.state.global_step}; "
@@ -277,19 +300,41 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
         if data.eval:
             metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
         metrics["peak_memory_mb"] = peak_memory_bytes(plan.device) / 2**20
+
+        doing = "logging the final metrics"
         mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
 
         adapter_dir = _save_adapter(trainer.model, tokenizer, plan, run_id, metrics)
+        doing = "uploading the adapter"
         mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
         version = None
+        doing = "registering the adapter"
         if recipe.tracking.registered_model:
             version = tracking.register_adapter(run_id, "adapter", recipe.tracking.registered_model,
                                                 {"recipe_hash": recipe.digest(), "dataset_hash": plan.dataset_hash})
             mlflow.set_tag("gekro_ft.registered_version", f"{recipe.tracking.registered_model}/{version}")
         status = "FINISHED"
         return TrainResult(adapter_dir, run_id, metrics, version, plan, history)
+    except Exception as e:
+        if tracking.lost_server(e):
+            raise tracking.lost_error(e, doing, hint=resume_hint) from None
+        raise
     finally:
+        _end_run(mlflow, status)
+
+
+def _end_run(mlflow: Any, status: str) -> None:
+    """End the MLflow run; a server that is gone cannot hear it, and must not hide why we stopped."""
+    from gekro_ft import tracking
+
+    try:
         mlflow.end_run(status=status)
+    except Exception as e:
+        if not tracking.lost_server(e):
+            raise
+        if status == "FINISHED":
+            raise tracking.lost_error(e, "ending the run", hint="the adapter is saved; the run shows as "
+                                      "RUNNING in MLflow until it is ended there") from None
 
 
 def _datasets(model: Any, plan: Plan, tokenizer: Any, data: Any) -> tuple[Any, Any, Any, Any, str | None]:
