@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -17,28 +18,45 @@ from gekro_ft.cli.recipe import set_option
               help="Where checkpoints and the adapter go (default work/train/RECIPE).")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in the output dir.")
 @click.option("--dry-run", is_flag=True, help="Run preflight (data, memory, backend) and stop.")
-def train(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resume: bool, dry_run: bool) -> None:
+@click.option("--processes", "-p", type=click.IntRange(min=1),
+              help="Train in N processes under accelerate launch (DDP), one per GPU; the same as "
+                   "--set train.processes=N.")
+def train(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resume: bool, dry_run: bool,
+          processes: int | None) -> None:
     """Train a LoRA adapter from RECIPE (a name from `gekro-ft recipe list` or a YAML file).
 
     \b
     Example:
       gekro-ft train smollm2-135m-cpu --set train.max_steps=20
+      gekro-ft train smollm2-135m-cpu --processes 2      # DDP: gloo on CPU, NCCL on GPUs
     """
+    from gekro_ft.train import launch
     from gekro_ft.train.run import preflight, train as run_training
 
-    with err.status("preflight") as spinner:
+    overrides = (*overrides, *([f"train.processes={processes}"] if processes else []))
+    main = launch.is_main_process()
+    with err.status("preflight") if main else nullcontext() as spinner:
         plan, tokenizer, data = preflight(recipe, list(overrides), output_dir,
-                                          status=lambda s: spinner.update(f"preflight: {s}"))
-    for line in plan.summary_lines():
-        err.print(line, markup=False)
+                                          status=lambda s: spinner and spinner.update(f"preflight: {s}"))
+    if main:
+        for line in plan.summary_lines():
+            err.print(line, markup=False)
     if dry_run:
         out.print(f"preflight OK for {plan.recipe_name}: would write {plan.output_dir / 'adapter'}")
         return
+    t = plan.recipe.train
+    if t.processes > 1 and not launch.inside_launch():
+        args = ["train", recipe, "--output-dir", str(plan.output_dir), *(a for o in overrides for a in ("--set", o))]
+        code = launch.run_launched(t.processes, args + (["--resume"] if resume else []),
+                                   Path(t.launcher_config) if t.launcher_config else None)
+        click.get_current_context().exit(code)
 
     from gekro_ft.progress import training_progress
 
-    with training_progress(err) as on_progress:
+    with training_progress(err) if main else nullcontext() as on_progress:
         result = run_training(plan, tokenizer, data, resume=resume, on_progress=on_progress)
+    if not main:
+        return  # the main process reports
     m = result.metrics
     eval_part = f", eval loss {m['eval_loss']:.4f}" if "eval_loss" in m else ""
     out.print(f"adapter: {result.adapter_dir}")
