@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import DATASETS, REPO
+from conftest import DATASETS, REPO, wait_for_file
 from serving import free_port
 
 pytestmark = pytest.mark.slow
@@ -83,11 +83,7 @@ def remote(tmp_path_factory):
     with mlflow_server(root, port):
         proc = subprocess.Popen(_train_cmd(out), cwd=work, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 600
-        while not (out / "checkpoints" / "checkpoint-2").exists():
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no checkpoint-2 after 600 s"
-            time.sleep(0.2)
+        wait_for_file(out / "checkpoints" / "checkpoint-2", proc, timeout=900)
     stdout, stderr = proc.communicate(timeout=600)
     lost = {"code": proc.returncode, "stderr": stderr,
             "checkpoints": sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*"))}

@@ -55,6 +55,17 @@ def agree(flag: bool) -> bool:
     return bool(t.item())
 
 
+def allow_indexed_cpu_devices() -> None:
+    """Let ``torch.load`` map onto ``cpu:N``. In a launch on CPUs each process's device is
+    ``cpu:RANK``, and transformers' Trainer loads the optimizer state of a checkpoint with
+    ``map_location=args.device`` when there are several processes; torch knows only ``cpu``,
+    so ``--resume`` would fail in every process without this."""
+    import torch.serialization as ts
+
+    ts.register_package(11, lambda obj: None,
+                        lambda obj, location: obj.cpu() if location.startswith("cpu:") else None)
+
+
 def launch_command(processes: int, cli_args: list[str], config_file: Path | None = None,
                    port: int | None = None) -> list[str]:
     """``accelerate launch`` running ``gekro-ft CLI_ARGS`` in ``processes`` processes.

@@ -232,7 +232,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
 
     from gekro_ft import tracking
     from gekro_ft.train.backends import BACKENDS
-    from gekro_ft.train.launch import is_main_process, process_device, world_size
+    from gekro_ft.train.launch import allow_indexed_cpu_devices, is_main_process, process_device, world_size
 
     datasets.disable_progress_bars()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -245,6 +245,8 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
         raise TrainingError(f"{out} already has checkpoints from an earlier run",
                          hint="add --resume to continue it, or choose another --output-dir")
     main = is_main_process()  # in a multi-process launch only the main one writes files and tracks
+    if world_size() > 1 and plan.device == "cpu":
+        allow_indexed_cpu_devices()
     if main:
         write_bytes_atomic(out / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False).encode())
 
