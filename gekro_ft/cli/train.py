@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from gekro_ft.cli.output import err, out
+from gekro_ft.errors import Interrupted
 from gekro_ft.cli.recipe import set_option
 
 
@@ -53,10 +54,14 @@ def train(recipe: str, overrides: tuple[str, ...], output_dir: Path | None, resu
 
     from gekro_ft.progress import training_progress
 
-    with training_progress(err) if main else nullcontext() as on_progress:
+    if not main:  # one of several processes: the main one reports, a stop included
+        try:
+            run_training(plan, tokenizer, data, resume=resume)
+        except Interrupted:
+            click.get_current_context().exit(Interrupted.exit_code)
+        return
+    with training_progress(err) as on_progress:
         result = run_training(plan, tokenizer, data, resume=resume, on_progress=on_progress)
-    if not main:
-        return  # the main process reports
     m = result.metrics
     eval_part = f", eval loss {m['eval_loss']:.4f}" if "eval_loss" in m else ""
     out.print(f"adapter: {result.adapter_dir}")

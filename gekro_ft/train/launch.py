@@ -73,7 +73,7 @@ def launch_command(processes: int, cli_args: list[str], config_file: Path | None
     ``--multi_gpu`` is accelerate's name for its torch.distributed launcher; it is the one that
     starts several processes on a machine without GPUs too (each then trains on the CPU with
     gloo). A config file (FSDP, DeepSpeed, several machines) replaces these defaults."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd = [sys.executable, "-m", "gekro_ft.train.launch"]  # accelerate launch, see main() below
     if config_file is not None:
         cmd += ["--config_file", str(config_file)]
     else:
@@ -85,9 +85,10 @@ def launch_command(processes: int, cli_args: list[str], config_file: Path | None
 
 
 def run_launched(processes: int, cli_args: list[str], config_file: Path | None = None) -> int:
-    """Run ``gekro-ft CLI_ARGS`` under ``accelerate launch`` and return its exit code. SIGINT and
-    SIGTERM go to the launcher, which passes them to every process: each saves the checkpoint
-    of the step it agreed to stop at, and the launch ends with 130."""
+    """Run ``gekro-ft CLI_ARGS`` under ``accelerate launch`` and return its exit code (the first
+    failing process's: 2 for an error it has already reported in one line). SIGINT and SIGTERM
+    go to the launcher, which passes them to every process: each saves the checkpoint of the
+    step it agreed to stop at, and the launch ends with 130."""
     from gekro_ft.process import ForwardSignals
 
     env = {**os.environ, LAUNCHED_ENV: "1",
@@ -96,9 +97,9 @@ def run_launched(processes: int, cli_args: list[str], config_file: Path | None =
     proc = subprocess.Popen(launch_command(processes, cli_args, config_file, _free_port()), env=env)
     with ForwardSignals(proc) as forwarded:
         code = forwarded.wait(grace=120)
-    if forwarded.signum is not None and code != 0:
-        return 130  # the processes stopped on the signal we passed on (the launcher says 1 or -15)
-    return code
+    # torch's launcher ends itself with the signal it passed on (143 for SIGTERM) once the
+    # processes have saved and stopped; what the user asked for happened: an interrupted run.
+    return 130 if forwarded.signum is not None and code != 0 else code
 
 
 def _free_port() -> int:
@@ -109,3 +110,26 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def main(argv: list[str]) -> int:
+    """``accelerate launch ARGV``, ending with the first failed process's exit code instead of
+    the launcher's ChildFailedError traceback: each process has already said why in one line
+    (or shown its own traceback, for a bug)."""
+    from accelerate.commands.launch import launch_command as accelerate_launch
+    from accelerate.commands.launch import launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        accelerate_launch(launch_command_parser().parse_args(argv))
+    except ChildFailedError as e:
+        _, failure = e.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 128 - failure.exitcode
+    except SignalException:
+        return 130  # the launcher was stopped by a signal after passing it to the processes
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
