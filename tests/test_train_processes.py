@@ -17,10 +17,12 @@ from conftest import DATASETS, wait_for_file
 pytestmark = pytest.mark.slow
 
 STEPS = 4
-# Per-step losses of the two layouts agree to this (absolute, nats per token): the same rows
-# make up each global batch, but gloo's all-reduce sums the gradients in another order and
-# float32 rounding makes the runs drift apart a little with every optimizer step.
-LOSS_TOLERANCE = 0.02
+# Per-step losses of the two layouts agree to this (absolute, nats per token). Measured here:
+# steps 1-2 equal to 4 decimals (the same rows make up each global batch, and Adam's first
+# update is scale-free), steps 3-4 apart by 0.013 and 0.006 (1.6405/1.6073/0.7764/0.3626 in one
+# process, 1.6405/1.6073/0.7895/0.3685 in two): from the second update on, the gradient's
+# weighting differs a little when each process first averages over its own rows' tokens.
+LOSS_TOLERANCE = 0.03
 
 
 def _train(work: Path, processes: int, *extra: str, wait: bool = True):
@@ -84,6 +86,6 @@ def test_two_processes_reach_the_losses_of_one_with_the_same_global_batch(runs):
     # and the model learned in both: the loss fell over the run
     assert one[STEPS] < one[1] and two[STEPS] < two[1]
     versions = client.search_model_versions("name='tickets'")
-    assert [v.version for v in versions] == ["1"]
+    assert [str(v.version) for v in versions] == ["1"]
     assert (runs["two"] / "run" / "adapter" / "adapter_model.safetensors").exists()
     assert "processes: 2 (accelerate launch, DDP); global batch 2 x 1 accumulated x 2 = 4" in resumed.stderr
