@@ -198,6 +198,13 @@ class RegistryError(GekroError):
     kind = "registry"
 
 
+class TrackingError(GekroError):
+    """The MLflow tracking server cannot be reached, or stopped answering mid-run (the work done
+    so far is kept: a checkpoint for training, the report files for eval)."""
+
+    kind = "tracking"
+
+
 class ServeError(GekroError):
     """A server did not start or become healthy, or refused a runtime adapter change."""
 

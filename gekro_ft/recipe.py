@@ -20,7 +20,7 @@ from gekro_ft.errors import RecipeError
 from gekro_ft.models import DEFAULT_MODEL
 
 RECIPES = ConfigKind("recipe", "recipes", "GEKRO_FT_RECIPES", RecipeError)
-PATH_KEYS = ("data.train", "data.eval", "model.chat_template", "model.name?")
+PATH_KEYS = ("data.train", "data.eval", "model.chat_template", "model.name?", "train.launcher_config")
 
 
 class _Section(BaseModel):
@@ -84,6 +84,11 @@ class TrainSection(_Section):
     save_steps: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
     eval_steps: int = Field(50, ge=1)
     logging_steps: int = Field(10, ge=1)
+    processes: int = Field(1, ge=1, description="Training processes, one per GPU (DDP through accelerate "
+                                                "launch; gloo on CPU). The global batch is batch_size x "
+                                                "grad_accum x processes.")
+    launcher_config: str | None = Field(None, description="An accelerate config file (FSDP, DeepSpeed, several "
+                                                          "machines) for accelerate launch; relative to the recipe.")
 
     @model_validator(mode="after")
     def _has_a_length(self):

@@ -64,10 +64,9 @@ def _get_version(c: Any, ref: ModelRef) -> Any:
 
 
 def _where() -> str:
-    from gekro_ft.tracking import tracking_uri
+    from gekro_ft.tracking import shown_uri
 
-    uri = tracking_uri()
-    return re.sub(r"//[^/@]*@", "//***@", uri)  # a URI can carry credentials
+    return shown_uri()  # a URI can carry credentials
 
 
 def resolve_version(uri: str) -> Any:

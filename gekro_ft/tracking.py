@@ -4,6 +4,7 @@ the adapter's registry version."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,39 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
 
 
+_USERINFO = re.compile(r"//[^/@\s]+@")
+
+
+def shown_uri(text: str | None = None) -> str:
+    """``text`` (the tracking URI by default) with any ``user:password@`` taken out: a URI for
+    a server behind basic auth must not reach a log, a report or an exception."""
+    return _USERINFO.sub("//***@", tracking_uri() if text is None else text)
+
+
+def is_server(uri: str | None = None) -> bool:
+    return (uri or tracking_uri()).startswith(("http://", "https://"))
+
+
+def lost_server(exc: BaseException) -> bool:
+    """Whether ``exc`` says the tracking server could not be reached (connection refused, reset,
+    timed out after MLflow's own retries), as opposed to a request it refused."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, requests.RequestException):
+        return True
+    return isinstance(exc, MlflowException) and str(exc).startswith("API request to")
+
+
+def lost_error(exc: BaseException, doing: str, *, hint: str):
+    """The TrackingError a stage raises when the server went away while it was ``doing`` something."""
+    from gekro_ft.errors import TrackingError
+
+    reason = shown_uri(str(exc).split(" failed with ")[-1]).splitlines()[0][:200]
+    return TrackingError(f"the MLflow tracking server at {shown_uri()} stopped answering while {doing} "
+                         f"({reason})", hint=hint)
+
+
 PARENT_ENV = "GEKRO_FT_PARENT_RUN_ID"
 
 
@@ -26,16 +60,24 @@ def setup(experiment: str) -> Any:
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri())
-    parent = os.environ.get(PARENT_ENV)
-    if parent:
-        mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(parent).info.experiment_id)
-        return mlflow
-    if mlflow.get_experiment_by_name(experiment) is None:
-        try:
-            mlflow.create_experiment(experiment, artifact_location=_artifact_root())
-        except MlflowException:
-            pass  # another process created it first
-    mlflow.set_experiment(experiment)
+    try:
+        parent = os.environ.get(PARENT_ENV)
+        if parent:
+            mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(parent).info.experiment_id)
+            return mlflow
+        if mlflow.get_experiment_by_name(experiment) is None:
+            try:
+                mlflow.create_experiment(experiment, artifact_location=_artifact_root())
+            except MlflowException as e:
+                if lost_server(e):
+                    raise
+                # else another process created it first
+        mlflow.set_experiment(experiment)
+    except Exception as e:
+        if lost_server(e):
+            raise lost_error(e, "setting up the experiment", hint="start it (mlflow server …), or unset "
+                             "MLFLOW_TRACKING_URI to track in ./mlflow.db") from None
+        raise
     return mlflow
 
 

@@ -43,6 +43,17 @@ def oa(*turns, **top) -> dict:
 GOOD = oa(("user", "What is 2+2?"), ("assistant", "4"))
 
 
+def wait_for_file(path: Path, proc, timeout: float) -> None:
+    """Until ``path`` exists (a checkpoint, say), failing with the process's stderr if it exits first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def cli():
     runner = CliRunner()

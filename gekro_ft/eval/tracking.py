@@ -10,6 +10,19 @@ EXPERIMENT = "gekro-ft-eval"
 
 
 def log_eval(report: dict[str, Any], paths: dict[str, Path], training_run_id: str | None) -> dict[str, Any]:
+    from gekro_ft.tracking import lost_error, lost_server
+
+    try:
+        return _log(report, paths, training_run_id)
+    except Exception as e:
+        if lost_server(e):
+            where = Path(next(iter(paths.values()))).parent if paths else "the output directory"
+            raise lost_error(e, "logging the eval", hint=f"the report is in {where}; rerun the eval when the "
+                             "server is back (endpoint answers are recorded and replayed)") from None
+        raise
+
+
+def _log(report: dict[str, Any], paths: dict[str, Path], training_run_id: str | None) -> dict[str, Any]:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

@@ -51,10 +51,15 @@ class Plan:
     def summary_lines(self) -> list[str]:
         """What preflight decided, as the lines printed before training starts."""
         skipped = ", ".join(f"{k} {v}" for k, v in self.skipped.items()) or "none"
-        return [f"backend: {self.backend} ({self.backend_reason}); device {self.device}, {self.dtype}",
-                f"data: {self.train_rows} train rows ({self.train_tokens} tokens), {self.eval_rows} eval rows; "
-                f"skipped: {skipped}",
-                f"memory: {self.memory.describe()}"]
+        t = self.recipe.train
+        lines = [f"backend: {self.backend} ({self.backend_reason}); device {self.device}, {self.dtype}",
+                 f"data: {self.train_rows} train rows ({self.train_tokens} tokens), {self.eval_rows} eval rows; "
+                 f"skipped: {skipped}",
+                 f"memory: {self.memory.describe()}"]
+        if t.processes > 1:
+            lines.append(f"processes: {t.processes} (accelerate launch, DDP); global batch {t.batch_size} x "
+                         f"{t.grad_accum} accumulated x {t.processes} = {t.batch_size * t.grad_accum * t.processes}")
+        return lines
 
 
 @dataclass
@@ -168,9 +173,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
+def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list, lost: list, stop: list,
                on_progress: Callable[[dict], None] | None):
     from transformers import TrainerCallback
+
+    from gekro_ft import tracking
+    from gekro_ft.train.launch import agree
 
     class Track(TrainerCallback):
         def __init__(self):
@@ -178,7 +186,8 @@ def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
             self.last_time = None
 
         def on_step_end(self, args, state, control, **kw):
-            if stopper.received is not None:
+            if agree(stopper.received is not None):  # every process stops at the same step
+                stop.append("signal")
                 control.should_save = True
                 control.should_training_stop = True
             if on_progress:
@@ -194,8 +203,19 @@ def _callbacks(stopper: StopOnSignal, mlflow: Any, device: str, history: list,
                 self.last_tokens, self.last_time = tokens, now
             logs["peak_memory_mb"] = peak_memory_bytes(device) / 2**20
             metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
-            mlflow.log_metrics(metrics, step=state.global_step)
             history.append({"step": state.global_step, **metrics})
+            try:
+                mlflow.log_metrics(metrics, step=state.global_step)
+            except Exception as e:
+                if not tracking.lost_server(e):
+                    raise
+                lost.append(e)
+            # Stop like on a signal: save a checkpoint now, so --resume loses nothing. Every
+            # process logs at the same steps, so all of them take part in this vote.
+            if agree(bool(lost)):
+                stop.append("tracking")
+                control.should_save = True
+                control.should_training_stop = True
             if on_progress:
                 on_progress({"step": state.global_step, "max_steps": state.max_steps, **metrics})
 
@@ -212,6 +232,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
 
     from gekro_ft import tracking
     from gekro_ft.train.backends import BACKENDS
+    from gekro_ft.train.launch import allow_indexed_cpu_devices, is_main_process, process_device, world_size
 
     datasets.disable_progress_bars()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -223,19 +244,34 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
     if not resume and latest_checkpoint(out) is not None:
         raise TrainingError(f"{out} already has checkpoints from an earlier run",
                          hint="add --resume to continue it, or choose another --output-dir")
-    write_bytes_atomic(out / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False).encode())
+    main = is_main_process()  # in a multi-process launch only the main one writes files and tracks
+    if world_size() > 1 and plan.device == "cpu":
+        allow_indexed_cpu_devices()
+    if main:
+        write_bytes_atomic(out / "recipe.yaml", yaml.safe_dump(recipe.resolved(), sort_keys=False).encode())
 
-    mlflow = tracking.setup(recipe.tracking.experiment)
+    mlflow = tracking.setup(recipe.tracking.experiment) if main else _NotTracking()
     run_file = out / "run.json"
     run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.exists() else None
     dtype = getattr(torch, plan.dtype)
     history: list[dict[str, float]] = []
-    run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name, log_system_metrics=True,
-                           tags=None if run_id else tracking.parent_tags())
+    lost: list[Exception] = []  # the tracking server went away during training
+    stop: list[str] = []  # why all processes agreed to stop early
+    resume_hint = f"when the server is back, run the same command with --resume (work kept in {out})"
+    doing = "starting the run"
+    try:
+        run = mlflow.start_run(run_id=run_id, run_name=None if run_id else plan.recipe_name,
+                               log_system_metrics=True, tags=None if run_id else tracking.parent_tags())
+    except Exception as e:
+        if tracking.lost_server(e):
+            raise tracking.lost_error(e, doing, hint=resume_hint) from None
+        raise
     status = "FAILED"
     try:
         run_id = run.info.run_id
-        write_bytes_atomic(run_file, orjson.dumps({"run_id": run_id, "tracking_uri": tracking.tracking_uri()}))
+        if main:
+            write_bytes_atomic(run_file, orjson.dumps({"run_id": run_id, "tracking_uri": tracking.shown_uri()}))
+        doing = "logging the recipe"
         if checkpoint is None:
             mlflow.log_params(recipe.flat())
             mlflow.log_dict(recipe.resolved(), "recipe.json")
@@ -244,7 +280,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
                              "gekro_ft.dataset_hash": plan.dataset_hash, "gekro_ft.recipe_hash": recipe.digest(),
                              "gekro_ft.git_commit": tracking.git_commit() or "none"})
 
-        model = BACKENDS[plan.backend]().load(_model_ref(plan), recipe, dtype, plan.device)
+        model = BACKENDS[plan.backend]().load(_model_ref(plan), recipe, dtype, process_device(plan.device))
         train_set, eval_set, collator, trainer_class, layout = _datasets(model, plan, tokenizer, data)
         if layout:
             mlflow.set_tag("gekro_ft.packing", layout)
@@ -260,36 +296,86 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
             max_length=recipe.model.max_seq_len, packing=layout == "flattened",
             bf16=plan.dtype == "bfloat16", fp16=plan.dtype == "float16", use_cpu=plan.device == "cpu",
             gradient_checkpointing=False,  # the backend already set it up its own way
-            report_to="none", disable_tqdm=True, dataloader_num_workers=0)
+            report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+            # LoRA leaves the base frozen: nothing is unused, and searching for it costs a graph walk
+            ddp_find_unused_parameters=False if world_size() > 1 else None)
         trainer = trainer_class(model=model, args=args, processing_class=tokenizer, data_collator=collator,
                                 train_dataset=train_set, eval_dataset=eval_set)
         trainer.remove_callback(PrinterCallback)  # our progress bar shows the logs
+        doing = "training"
         with StopOnSignal() as stopper:
-            for cb in _callbacks(stopper, mlflow, plan.device, history, on_progress):
+            for cb in _callbacks(stopper, mlflow, plan.device, history, lost, stop,
+                                 on_progress if main else None):
                 trainer.add_callback(cb)
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        if stopper.received is not None:
+        step, saved = trainer.state.global_step, latest_checkpoint(out)
+        if lost:
+            raise tracking.lost_error(lost[0], f"logging step {step}",
+                                      hint=f"checkpoint saved in {saved}; {resume_hint}")
+        if stop:  # a signal here, or to (or a lost server in) another process of the launch
             status = "KILLED"
-            raise TrainingInterrupted(f"stopped by signal {stopper.received} at step {trainer.state.global_step}; "
-                                      f"checkpoint saved in {latest_checkpoint(out)}",
+            cause = f"signal {stopper.received}" if stopper.received is not None else f"another process ({stop[0]})"
+            raise TrainingInterrupted(f"stopped by {cause} at step {step}; checkpoint saved in {saved}",
                                       hint="run the same command with --resume to continue")
         metrics = {"train_loss": float(result.training_loss)}
         if data.eval:
             metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
         metrics["peak_memory_mb"] = peak_memory_bytes(plan.device) / 2**20
+        if not main:
+            status = "FINISHED"
+            return TrainResult(out / "adapter", run_id, metrics, None, plan, history)
+
+        doing = "logging the final metrics"
         mlflow.log_metrics({f"final_{k}": v for k, v in metrics.items()})
 
         adapter_dir = _save_adapter(trainer.model, tokenizer, plan, run_id, metrics)
+        doing = "uploading the adapter"
         mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
         version = None
+        doing = "registering the adapter"
         if recipe.tracking.registered_model:
             version = tracking.register_adapter(run_id, "adapter", recipe.tracking.registered_model,
                                                 {"recipe_hash": recipe.digest(), "dataset_hash": plan.dataset_hash})
             mlflow.set_tag("gekro_ft.registered_version", f"{recipe.tracking.registered_model}/{version}")
         status = "FINISHED"
         return TrainResult(adapter_dir, run_id, metrics, version, plan, history)
+    except Exception as e:
+        if tracking.lost_server(e):
+            raise tracking.lost_error(e, doing, hint=resume_hint) from None
+        raise
     finally:
+        _end_run(mlflow, status)
+
+
+class _NotTracking:
+    """What the processes other than the main one track with: nothing (the main one logs the
+    run, and DDP keeps every process's metrics the same)."""
+
+    class _Run:
+        class info:
+            run_id = None
+
+    def start_run(self, **kw: Any) -> Any:
+        return self._Run()
+
+    def _nothing(self, *a: Any, **kw: Any) -> None:
+        pass
+
+    log_metrics = log_params = log_dict = set_tag = set_tags = end_run = _nothing
+
+
+def _end_run(mlflow: Any, status: str) -> None:
+    """End the MLflow run; a server that is gone cannot hear it, and must not hide why we stopped."""
+    from gekro_ft import tracking
+
+    try:
         mlflow.end_run(status=status)
+    except Exception as e:
+        if not tracking.lost_server(e):
+            raise
+        if status == "FINISHED":
+            raise tracking.lost_error(e, "ending the run", hint="the adapter is saved; the run shows as "
+                                      "RUNNING in MLflow until it is ended there") from None
 
 
 def _datasets(model: Any, plan: Plan, tokenizer: Any, data: Any) -> tuple[Any, Any, Any, Any, str | None]:
