@@ -78,6 +78,15 @@ class Conversation:
         return self.prompt().messages()
 
 
+def positional_id(n: int) -> str:
+    """The id a tool call without one gets: ``call_N`` for the conversation's Nth call (from 0).
+
+    A target that needs ids (OpenAI) writes it; one that does not (ShareGPT) leaves exactly
+    this id out again, so an id a conversion made up never leaks into a target without ids.
+    """
+    return f"call_{n}"
+
+
 PART_SEPARATOR = "\n\n"
 
 

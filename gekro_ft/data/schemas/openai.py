@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gekro_ft.data.conversation import Conversation, ToolCall, Turn, join_parts
+from gekro_ft.data.conversation import Conversation, ToolCall, Turn, join_parts, positional_id
 from gekro_ft.data.schemas.fields import Problems, arguments_text, text_field, weight_field
 
 NAME = "openai"
@@ -127,7 +127,7 @@ def write(conv: Conversation) -> tuple[dict[str, Any], list[str]]:
         if t.tool_calls:
             m["tool_calls"] = []
             for c in t.tool_calls:
-                m["tool_calls"].append({"id": c.id or f"call_{n_calls}", "type": "function",
+                m["tool_calls"].append({"id": c.id or positional_id(n_calls), "type": "function",
                                         "function": {"name": c.name, "arguments": c.arguments}})
                 n_calls += 1
         if t.tool_call_id is not None:
