@@ -39,7 +39,7 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
             problems.append(("wrong-type", f"{where} is {type(m).__name__}, not an object"))
             continue
         if not MESSAGE_KEYS.issuperset(m):
-            for key in m.keys() - MESSAGE_KEYS:
+            for key in (k for k in m if k not in MESSAGE_KEYS):  # row order, not a set's (salted)
                 problems.append(("unrecognized-key", f"{where} has unrecognized key '{key}'"))
         raw_role = m.get("role")
         if raw_role is None:

@@ -57,7 +57,7 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
             problems.append(("wrong-type", f"{where} is {type(t).__name__}, not an object"))
             continue
         if not TURN_KEYS.issuperset(t):  # no set built for the usual two-key turn
-            for k in t.keys() - TURN_KEYS:
+            for k in (k for k in t if k not in TURN_KEYS):  # row order, not a set's (salted)
                 problems.append(("unrecognized-key", f"{where} has unrecognized key '{k}'"))
         raw_role = t.get("from")
         if raw_role is None:

@@ -1,0 +1,118 @@
+"""The fast path of ``data validate``: a row decoded by msgspec straight into typed structs,
+checked on those structs once, for the rows that are plainly well formed.
+
+Most rows of a real file are plain chat turns: strings under known roles, no tool calls, no
+per-turn extras. msgspec checks all of that in C while it decodes, so what is left in
+Python is the shape of the conversation (looked up by its sequence of roles: a file has few
+distinct ones), empty turns, placeholders and the duplicate key. Every row that does not fit
+the structs, for any reason, goes through the schema reader and :func:`check_conversation`
+as before, so the findings are the same by construction: the structs only ever accept rows
+for which the reader would have found nothing, and the shape verdict comes from
+:func:`check_conversation` itself. ``tests/test_fast_validate.py`` compares both paths on a
+file with every finding code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal
+
+import msgspec
+
+from gekro_ft.data.checks import check_conversation, placeholder_problems
+from gekro_ft.data.conversation import Conversation, Turn, normalized_text
+from gekro_ft.data.schemas.fields import Problems
+
+
+class _ShareGPTTurn(msgspec.Struct, forbid_unknown_fields=True):
+    from_: Literal["human", "user", "gpt", "assistant", "model", "system"] = msgspec.field(name="from")
+    value: str
+
+
+class _ShareGPTRow(msgspec.Struct):  # other top-level keys (ids, tags) do not matter to the checks
+    conversations: list[_ShareGPTTurn]
+    system: str | None = None
+    tools: Any = None
+
+
+class _OpenAIMessage(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class _OpenAIRow(msgspec.Struct):
+    messages: list[_OpenAIMessage]
+    tools: Any = None
+    functions: Any = None
+
+
+_SHAREGPT_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "model": "assistant", "system": "system"}
+_OPENAI_ROLE = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_DECODERS = {"sharegpt": msgspec.json.Decoder(_ShareGPTRow), "openai": msgspec.json.Decoder(_OpenAIRow)}
+SCHEMAS = tuple(_DECODERS)
+
+
+def plain_conversation(raw: bytes, schema: str | None) -> Conversation | None:
+    """The conversation of a JSONL line when it is plainly well formed in ``schema``, else None
+    (then the schema reader must read it and say what is wrong)."""
+    if schema not in _DECODERS:  # alpaca, or rows read by their own shape
+        return None
+    try:
+        row = _DECODERS[schema].decode(raw)
+    except msgspec.DecodeError:  # invalid JSON, a wrong type, an unknown role or turn key
+        return None
+    if schema == "sharegpt":
+        if row.tools not in (None, ""):
+            return None
+        turns = [Turn(_SHAREGPT_ROLE[t.from_], t.value) for t in row.conversations]
+        system = row.system or None
+        if system is None and turns and turns[0].role == "system":  # the reader's rule, verbatim
+            system = turns.pop(0).content
+    else:
+        if row.tools is not None or row.functions is not None:
+            return None
+        turns = [Turn(_OPENAI_ROLE[m.role], m.content) for m in row.messages]
+        system = None
+        if turns and turns[0].role == "system":
+            system = turns.pop(0).content
+    return Conversation(turns, system)
+
+
+@lru_cache(maxsize=4096)
+def _shape_problems(roles: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What :func:`check_conversation` says about a conversation of these roles whose turns all
+    have text without placeholders: it depends on nothing else."""
+    return tuple(check_conversation(Conversation([Turn(r, "x") for r in roles])))
+
+
+def check_plain(conv: Conversation, raw: bytes) -> Problems:
+    """:func:`check_conversation` for a conversation from :func:`plain_conversation` (no tool
+    calls), with its shape looked up rather than worked out again."""
+    if not all(t.content.strip() for t in conv.turns):  # empty turns interleave: the full check
+        return check_conversation(conv)
+    problems = list(_shape_problems(tuple(t.role for t in conv.turns)))
+    # '{' may be written \u007b in JSON; without either, the text holds no placeholder
+    if b"{{" in raw or b"\\u007" in raw:
+        problems.extend(placeholder_problems(conv))
+    return problems
+
+
+# In a JSON line that is ASCII, has no escapes and no tab or carriage return (inside a string
+# they must be escaped, so these would be between tokens), every whitespace is a plain space.
+# Then, with no double space and no string that starts (after a colon) or ends (before a
+# delimiter) with a space, every text is normalized already.
+_NOT_NORMALIZED = (b"\\", b"\t", b"\r", b"  ", b':" ', b': " ', b' ",', b' "}', b' "]', b' " ')
+
+
+def duplicate_key(conv: Conversation, raw: bytes | None = None) -> int:
+    """``hash(normalized_text(conv))``, without normalizing texts that are normalized already
+    (``raw``: the row's JSON line, to tell). Salted per interpreter like any str hash: workers
+    that must agree are started with one ``PYTHONHASHSEED`` (:mod:`validate_chunks`)."""
+    if raw is not None and raw.isascii() and not any(p in raw for p in _NOT_NORMALIZED):
+        pieces = [conv.system or ""]
+        for t in conv.turns:
+            pieces.append(t.role)
+            pieces.append(t.content)
+        return hash("\x1f".join(pieces))
+    return hash(normalized_text(conv))
