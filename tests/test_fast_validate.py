@@ -9,8 +9,7 @@ import random
 import pytest
 
 from conftest import GOOD, oa, write_jsonl
-from gekro_ft.data import limits, typed, validate_chunks
-from gekro_ft.data.conversation import normalized_text
+from gekro_ft.data import limits, validate_chunks
 from gekro_ft.data.findings import CODES
 from gekro_ft.data.validate import validate_file
 from test_findings import CASES, SCHEMA_SPECIFIC
@@ -93,17 +92,3 @@ def test_the_file_level_codes_and_a_row_too_large_agree(tmp_path):
                 + json.dumps(GOOD) + "\n")
     fast, ref = validate_file(big, "openai"), validate_file(big, "openai", fast=False)
     assert findings(fast) == findings(ref) and "row-too-large" in fast.by_code()
-
-
-@pytest.mark.parametrize("dumps", [json.dumps, lambda r: json.dumps(r, separators=(",", ":")),
-                                   lambda r: json.dumps(r, indent=None, ensure_ascii=False)])
-def test_the_cheap_duplicate_key_is_the_normalized_texts_hash(dumps):
-    rng = random.Random(3)
-    alphabet = ["a", "b", " ", "  ", "\n", "\t", "\u3000", "\xa0", "\x1f", '"', "\\", "Æ", "}", ","]
-    for _ in range(3000):
-        text = lambda: "".join(rng.choices(alphabet, k=rng.randint(0, 6)))  # noqa: E731
-        row = {"conversations": [{"from": "human", "value": text()}, {"from": "gpt", "value": text()}],
-               **({"system": text()} if rng.random() < 0.5 else {})}
-        raw = dumps(row).encode()
-        conv = typed.plain_conversation(raw, "sharegpt")
-        assert typed.duplicate_key(conv, raw) == hash(normalized_text(conv)), raw

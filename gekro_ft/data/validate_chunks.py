@@ -48,12 +48,10 @@ def check_chunk(path: str, schema: str, span: tuple[int, int] | None,
     for raw in _iter_jsonl(Path(path), on_bytes, span, parse=False):
         out.rows += 1
         last_line = raw.line
-        plain = None if raw.error is not None else raw.value  # the line, while it reads as plain
-        if plain is not None and (conv := typed.plain_conversation(plain, schema)) is not None:
-            problems = typed.check_plain(conv, plain)
+        if raw.error is None and (conv := typed.plain_conversation(raw.value, schema)) is not None:
+            problems = typed.check_plain(conv, raw.value)
             row = Row(raw.index, raw.line, conv, [])
-        else:
-            plain = None  # the schema reader says what is wrong, as on the row-by-row path
+        else:  # the schema reader says what is wrong, as on the row-by-row path
             row = read_row(raw if raw.error is not None else raw_to_row(raw.value, raw.index, raw.line),
                            schema)
             problems = check_conversation(row.conv) if row.readable else []
@@ -61,7 +59,7 @@ def check_chunk(path: str, schema: str, span: tuple[int, int] | None,
         for code, message in problems:
             row.finding(code, message)
         if readable:
-            out.keys.append(typed.duplicate_key(row.conv, plain))
+            out.keys.append(typed.duplicate_key(row.conv))
             out.where.append(row.index)
             out.lines_of.append(row.line)
         if not has_errors(row.findings):
