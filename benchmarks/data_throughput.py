@@ -166,7 +166,7 @@ def lever_typed_checks(src: str, out: str, cache: str) -> int:
 
 
 def _one_core(validate_chunks, src: str) -> int:
-    rows, usable, findings = validate_chunks.merge([validate_chunks.check_chunk(src, "sharegpt", None)])
+    rows, usable, findings = validate_chunks.merge([validate_chunks.check_chunk(src, None, None, "sharegpt")])
     if usable != rows or findings:
         raise SystemExit(f"validate found problems in generated data: {findings[:3]}")
     return rows

@@ -119,8 +119,8 @@ def compare(trained: TemplateRecord, found: TemplateRecord, report: DoctorReport
 def _template_change(trained: str, found: str | None) -> str:
     if found is None:
         return "no chat template here; the trained one is missing"
-    diff = [line for line in difflib.unified_diff(trained.splitlines(), found.splitlines(), "trained", "here",
-                                                  lineterm="", n=0) if line[:1] in "+-" and line[:3] not in ("---", "+++")]
+    lines = difflib.unified_diff(trained.splitlines(), found.splitlines(), "trained", "here", lineterm="", n=0)
+    diff = [line for line in lines if line[:1] in "+-" and line[:3] not in ("---", "+++")]
     return "differs from the trained one: " + "; ".join(diff[:4]) + (" ..." if len(diff) > 4 else "")
 
 
@@ -193,8 +193,9 @@ def check_server(report: DoctorReport, url: str, model: str, timeout: float) -> 
     if report.trained.eos_token and report.trained.eos_token in text:
         leaked.add(report.trained.eos_token)
     if leaked:
-        report.differences.append(Difference(where, "stop", f"the answer carries {', '.join(map(repr, sorted(leaked)))} as "
-                                                           "text: the server's template or stop token is not the trained one"))
+        said = ", ".join(map(repr, sorted(leaked)))
+        report.differences.append(Difference(where, "stop", f"the answer carries {said} as text: the server's "
+                                                           "template or stop token is not the trained one"))
     if choice.get("finish_reason") == "length":
         report.differences.append(Difference(where, "stop", f"the answer ran to max_tokens ({body['max_tokens']}) "
                                                            "instead of stopping on the eos token"))

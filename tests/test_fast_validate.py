@@ -9,8 +9,9 @@ import random
 import pytest
 
 from conftest import GOOD, oa, write_jsonl
-from gekro_ft.data import limits, validate_chunks
+from gekro_ft.data import chunks, limits
 from gekro_ft.data.findings import CODES
+from gekro_ft.data.convert import convert_file
 from gekro_ft.data.validate import validate_file
 from test_findings import CASES, SCHEMA_SPECIFIC
 
@@ -73,7 +74,7 @@ def test_fast_path_finds_what_the_reference_finds_in_one_chunk_and_in_many(tmp_p
     one = validate_file(path, schema)
     assert findings(one) == findings(reference)
     # small chunks in worker processes: duplicates and line numbers across chunk borders
-    monkeypatch.setattr(validate_chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
     seen = []
     many = validate_file(path, schema, on_bytes=seen.append)
     assert len(seen) > 4 and sum(seen) == path.stat().st_size
@@ -92,3 +93,17 @@ def test_the_file_level_codes_and_a_row_too_large_agree(tmp_path):
                 + json.dumps(GOOD) + "\n")
     fast, ref = validate_file(big, "openai"), validate_file(big, "openai", fast=False)
     assert findings(fast) == findings(ref) and "row-too-large" in fast.by_code()
+
+
+@pytest.mark.parametrize("to", ["openai", "sharegpt", "alpaca"])
+def test_convert_on_every_core_writes_what_one_pass_writes(tmp_path, monkeypatch, to):
+    path = mixed_file(tmp_path / "mixed.jsonl", "openai", 3000)
+    one = convert_file(path, tmp_path / "one.jsonl", to, "openai")
+    monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    seen = []
+    many = convert_file(path, tmp_path / "many.jsonl", to, "openai", on_bytes=seen.append)
+    assert len(seen) > 4 and sum(seen) == path.stat().st_size
+    assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert many.to_dict() | {"target": ""} == one.to_dict() | {"target": ""}
+    assert one.refused > 50 and one.findings
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.jsonl", "mixed.jsonl", "one.jsonl"]  # no parts left

@@ -136,9 +136,10 @@ def raw_to_row(raw: bytes, index: int, line: int | None) -> RawRow:
         return RawRow(index, line, error=f"invalid JSON: {e}")
 
 
-def iter_jsonl_span(path: str | Path, span: tuple[int, int]) -> Iterator[RawRow]:
-    """The rows of one byte range of a plain JSONL file, values unparsed: see :func:`_iter_jsonl`."""
-    return _iter_jsonl(Path(path), None, span, parse=False)
+def iter_jsonl(path: str | Path, on_bytes: Callable[[int], None] | None = None,
+               span: tuple[int, int] | None = None, parse: bool = True) -> Iterator[RawRow]:
+    """The rows of a JSONL file, or of one byte range of it: see :func:`_iter_jsonl`."""
+    return _iter_jsonl(Path(path), on_bytes, span, parse)
 
 
 def line_spans(path: str | Path, pieces: int, min_bytes: int = 4 << 20) -> list[tuple[int, int]] | None:

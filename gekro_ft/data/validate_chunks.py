@@ -2,32 +2,26 @@
 checked in worker processes (the checks are pure Python, one core each), merged in order.
 
 A chunk returns its findings and, per readable row, a duplicate key (:func:`typed.duplicate_key`,
-a str hash: the workers are started with one hash seed, so their keys agree); the merge offsets each chunk's rows and lines by those before it
-and finds duplicates across the whole file at once, on the keys in file order (``numpy.unique``:
-the first row with a key is the original, the later ones are duplicates of it), so a duplicate
-in another chunk is found as in one pass. Findings come out in the order, and with the words,
-of the row-by-row path.
+a str hash: the workers are started with one hash seed, so their keys agree). The merge offsets
+each chunk's rows and lines by those before it and finds duplicates across the whole file at
+once, on the keys in file order (``numpy.unique``: the first row with a key is the original,
+the later ones are duplicates of it), so a duplicate in another chunk is found as in one pass.
+Findings come out in the order, and with the words, of the row-by-row path.
 """
 
 from __future__ import annotations
 
 import heapq
-import os
 from array import array
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gekro_ft.data import typed
+from gekro_ft.data import chunks, typed
 from gekro_ft.data.checks import check_conversation
 from gekro_ft.data.findings import Finding, has_errors
 from gekro_ft.data.rows import Row, read_row
-from gekro_ft.data.source import _iter_jsonl, line_spans, raw_to_row
-
-MIN_CHUNK_BYTES = 4 << 20  # below this, starting a worker costs more than it saves
-CHUNKS_PER_WORKER = 4  # progress moves once per finished chunk
-
+from gekro_ft.data.source import iter_jsonl, raw_to_row
 
 @dataclass
 class ChunkResult:
@@ -40,12 +34,12 @@ class ChunkResult:
     lines_of: array = field(default_factory=lambda: array("q"))  # and its line
 
 
-def check_chunk(path: str, schema: str, span: tuple[int, int] | None,
-                on_bytes: Callable[[int], None] | None = None) -> ChunkResult:
+def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int], None] | None,
+                schema: str | None) -> ChunkResult:
     """Every check but duplicates on the rows of ``span`` (None: the whole file)."""
     out = ChunkResult()
     last_line = 0
-    for raw in _iter_jsonl(Path(path), on_bytes, span, parse=False):
+    for raw in iter_jsonl(path, on_bytes, span, parse=False):
         out.rows += 1
         last_line = raw.line
         if raw.error is None and (conv := typed.plain_conversation(raw.value, schema)) is not None:
@@ -65,76 +59,18 @@ def check_chunk(path: str, schema: str, span: tuple[int, int] | None,
         if not has_errors(row.findings):
             out.usable += 1
         out.findings.extend(row.findings)
-    out.lines = _lines_in(path, span, last_line)
+    out.lines = last_line if span is None else chunks.lines_in(path, span)
     return out
-
-
-def _lines_in(path: str, span: tuple[int, int] | None, last_row_line: int) -> int:
-    """Lines in the span, blank ones included: what the next chunk's line numbers start after.
-    (A span ends just after a newline, but for the file's last, whose count is not used.)"""
-    if span is None:
-        return last_row_line
-    n, left = 0, span[1] - span[0]
-    with open(path, "rb") as f:
-        f.seek(span[0])
-        while left > 0 and (block := f.read(min(left, 1 << 20))):
-            n += block.count(b"\n")
-            left -= len(block)
-    return n
-
-
-def workers_for(path: str | Path) -> list[tuple[int, int]] | None:
-    """The chunks to check ``path`` in, or None to check it in this process."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return line_spans(path, cores * CHUNKS_PER_WORKER, MIN_CHUNK_BYTES) if cores > 1 else None
 
 
 def check_file(path: str | Path, schema: str,
                on_bytes: Callable[[int], None] | None = None) -> tuple[int, int, list[Finding]]:
     """(rows, usable rows, findings) of ``path``, duplicates included, on every core."""
-    spans = workers_for(path)
+    spans = chunks.spans_for(path)
     if spans is None:
-        parts = [check_chunk(str(path), schema, None, on_bytes)]
-    else:
-        parts = _in_workers(str(path), schema, spans, on_bytes)
-    return merge(parts)
-
-
-def _in_workers(path: str, schema: str, spans, on_bytes) -> list[ChunkResult]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    cores = len(os.sched_getaffinity(0))
-    # spawn, not fork: the CLI's progress bar runs a thread, and a forked lock can hang. The
-    # workers share one hash seed, so that their duplicate keys (str hashes) agree.
-    with _hash_seed_for_children(), ProcessPoolExecutor(
-            min(cores, len(spans)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(check_chunk, path, schema, span) for span in spans]
-        parts = []
-        try:
-            for span, fut in zip(spans, futures):
-                parts.append(fut.result())
-                if on_bytes is not None:
-                    on_bytes(span[1] - span[0])
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-    return parts
-
-
-@contextmanager
-def _hash_seed_for_children():
-    import random
-
-    before = os.environ.get("PYTHONHASHSEED")
-    os.environ["PYTHONHASHSEED"] = str(random.SystemRandom().randrange(1, 2**32))
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["PYTHONHASHSEED"]
-        else:
-            os.environ["PYTHONHASHSEED"] = before
+        return merge([check_chunk(str(path), None, on_bytes, schema)])
+    # the workers share one hash seed, so that their duplicate keys (str hashes) agree
+    return merge(chunks.in_workers(check_chunk, str(path), spans, on_bytes, (schema,), same_hash_seed=True))
 
 
 def merge(parts: list[ChunkResult]) -> tuple[int, int, list[Finding]]:
@@ -145,9 +81,7 @@ def merge(parts: list[ChunkResult]) -> tuple[int, int, list[Finding]]:
     findings: list[Finding] = []
     keys, where, lines = [], [], []
     for p in parts:
-        findings.extend(f if not (index_off or line_off) else
-                        Finding(f.code, f.message, f.index + index_off, f.line + line_off)
-                        for f in p.findings)
+        findings.extend(f.moved(index_off, line_off) for f in p.findings)
         keys.append(np.frombuffer(p.keys, dtype=np.int64))
         where.append(np.frombuffer(p.where, dtype=np.int64) + index_off)
         lines.append(np.frombuffer(p.lines_of, dtype=np.int64) + line_off)
