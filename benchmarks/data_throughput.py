@@ -165,6 +165,14 @@ def lever_typed_checks(src: str, out: str, cache: str) -> int:
     return _one_core(validate_chunks, src)
 
 
+def lever_convert_one_core(src: str, out: str, cache: str) -> int:
+    """convert as before: one process."""
+    from gekro_ft.data import chunks
+
+    chunks.spans_for = lambda path: None
+    return ours_convert(src, out, cache)
+
+
 def _one_core(validate_chunks, src: str) -> int:
     rows, usable, findings = validate_chunks.merge([validate_chunks.check_chunk(src, None, None, "sharegpt")])
     if usable != rows or findings:
@@ -205,6 +213,9 @@ LEVERS = (
         lever_typed_checks, writes=False),
     Job("lever-cores", "validate: + every core (chunks)", ("gekro_ft.data.validate",), ours_validate,
         writes=False),
+    Job("lever-convert-one", "convert: one core (before)", ("gekro_ft.data.convert",),
+        lever_convert_one_core),
+    Job("lever-convert-cores", "convert: every core (chunks)", ("gekro_ft.data.convert",), ours_convert),
 )
 OURS_BOTH = "ours: validate + convert"
 BASELINES = ("datasets: load + map + to_json", "datasets: load + map(batched) + to_json")
@@ -426,14 +437,16 @@ def levers_main(args) -> None:
             cache = workdir / f"cache-{job.key}"
             cache.mkdir(exist_ok=True)
             progress(f"measuring {job.label} ...")
-            results[job.label] = r = measure(job, src, workdir / "unused.jsonl", cache)
+            results[job.label] = r = measure(job, src, workdir / "lever-out.jsonl", cache)
             shutil.rmtree(cache)
+            (workdir / "lever-out.jsonl").unlink(missing_ok=True)
             progress(f"  {r['seconds']:.1f} s, {r['peak_rss_mib']:,.0f} MiB peak")
     finally:
         if not args.keep:
             src.unlink(missing_ok=True)
             src.with_suffix(".rows").unlink(missing_ok=True)
-    base = results[LEVERS[0].label]["seconds"]
+    before = {"validate": results[LEVERS[0].label]["seconds"],
+              "convert": results["convert: one core (before)"]["seconds"]}
     from rich.console import Console
     from rich.table import Table
 
@@ -441,11 +454,12 @@ def levers_main(args) -> None:
     info = machine()
     console.print(f"machine: {info['cpus']} CPUs ({info['cpus_usable']} usable), load average "
                   f"{os.getloadavg()[0]:.1f} at the end", soft_wrap=True)
-    table = Table("validate", "wall s", "rows/s", "x faster than before", "peak RSS MiB", "CPU s",
-                  title=f"{args.rows:,} ShareGPT rows: validate's levers one at a time")
+    table = Table("job", "wall s", "rows/s", "x faster than before", "peak RSS MiB", "CPU s",
+                  title=f"{args.rows:,} ShareGPT rows: the levers one at a time")
     for label, r in results.items():
         table.add_row(label, f"{r['seconds']:.1f}", f"{r['rows'] / r['seconds']:,.0f}",
-                      f"{base / r['seconds']:.2f}", f"{r['peak_rss_mib']:,.0f}", f"{r['cpu_seconds']:.1f}")
+                      f"{before[label.split(':')[0]] / r['seconds']:.2f}", f"{r['peak_rss_mib']:,.0f}",
+                      f"{r['cpu_seconds']:.1f}")
     console.print(table)
     path = workdir / "data_levers.json"
     path.write_text(json.dumps({"schema_version": 1, "rows": args.rows, "machine": info,
