@@ -107,3 +107,14 @@ def test_convert_on_every_core_writes_what_one_pass_writes(tmp_path, monkeypatch
     assert many.to_dict() | {"target": ""} == one.to_dict() | {"target": ""}
     assert one.refused > 50 and one.findings
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.jsonl", "mixed.jsonl", "one.jsonl"]  # no parts left
+
+
+def test_a_router_escalation_log_with_extra_top_level_fields_is_clean(tmp_path):
+    """OpenAI chat rows with the router's own fields beside ``messages``: read, not refused."""
+    rows = [oa(("user", f"Where is order {i}?"), ("assistant", f"Order {i} ships today."),
+               escalated_at="2026-12-01T10:00:00Z", local_confidence=0.31, route={"reason": "low-logprob"})
+            for i in range(12)]
+    path = write_jsonl(tmp_path / "escalations.jsonl", rows)
+    for fast in (True, False):
+        report = validate_file(path, fast=fast)
+        assert (report.schema, report.errors, report.warnings, report.usable_rows) == ("openai", 0, 0, 12)
