@@ -154,7 +154,7 @@ def lever_typed(src: str, out: str, cache: str) -> int:
     from gekro_ft.data import typed, validate_chunks
     from gekro_ft.data.checks import check_conversation
 
-    typed.check_plain = lambda conv, raw: check_conversation(conv)
+    typed.check_plain = lambda row, raw: check_conversation(row.conversation())
     return _one_core(validate_chunks, src)
 
 

@@ -15,12 +15,12 @@ file with every finding code.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from gekro_ft.data.checks import check_conversation, placeholder_problems
-from gekro_ft.data.conversation import Conversation, Turn, normalized_text
+from gekro_ft.data.conversation import Conversation, Turn, normalized_text, normalized_turns
 from gekro_ft.data.schemas.fields import Problems
 
 
@@ -53,9 +53,20 @@ _DECODERS = {"sharegpt": msgspec.json.Decoder(_ShareGPTRow), "openai": msgspec.j
 SCHEMAS = tuple(_DECODERS)
 
 
-def plain_conversation(raw: bytes, schema: str | None) -> Conversation | None:
-    """The conversation of a JSONL line when it is plainly well formed in ``schema``, else None
-    (then the schema reader must read it and say what is wrong)."""
+class Plain(NamedTuple):
+    """A plainly well-formed row as the checks need it: no objects per turn."""
+
+    system: str | None
+    roles: tuple[str, ...]
+    texts: list[str]
+
+    def conversation(self) -> Conversation:
+        return Conversation([Turn(r, t) for r, t in zip(self.roles, self.texts)], self.system)
+
+
+def plain_row(raw: bytes, schema: str | None) -> Plain | None:
+    """A JSONL line when it is plainly well formed in ``schema``, else None (then the schema
+    reader must read it and say what is wrong)."""
     if schema not in _DECODERS:  # alpaca, or rows read by their own shape
         return None
     try:
@@ -65,18 +76,20 @@ def plain_conversation(raw: bytes, schema: str | None) -> Conversation | None:
     if schema == "sharegpt":
         if row.tools not in (None, ""):
             return None
-        turns = [Turn(_SHAREGPT_ROLE[t.from_], t.value) for t in row.conversations]
+        roles = [_SHAREGPT_ROLE[t.from_] for t in row.conversations]
+        texts = [t.value for t in row.conversations]
         system = row.system or None
-        if system is None and turns and turns[0].role == "system":  # the reader's rule, verbatim
-            system = turns.pop(0).content
     else:
         if row.tools is not None or row.functions is not None:
             return None
-        turns = [Turn(_OPENAI_ROLE[m.role], m.content) for m in row.messages]
+        roles = [_OPENAI_ROLE[m.role] for m in row.messages]
+        texts = [m.content for m in row.messages]
         system = None
-        if turns and turns[0].role == "system":
-            system = turns.pop(0).content
-    return Conversation(turns, system)
+    # the readers' rule: a system turn first (and, in ShareGPT, no top-level one) is the system
+    if system is None and roles and roles[0] == "system":
+        system = texts[0]
+        roles, texts = roles[1:], texts[1:]
+    return Plain(system, tuple(roles), texts)
 
 
 @lru_cache(maxsize=4096)
@@ -86,23 +99,25 @@ def _shape_problems(roles: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(check_conversation(Conversation([Turn(r, "x") for r in roles])))
 
 
-def check_plain(conv: Conversation, raw: bytes) -> Problems:
-    """:func:`check_conversation` for a conversation from :func:`plain_conversation` (no tool
-    calls), with its shape looked up rather than worked out again."""
-    if not all(t.content.strip() for t in conv.turns):  # empty turns interleave: the full check
-        return check_conversation(conv)
-    problems = list(_shape_problems(tuple(t.role for t in conv.turns)))
+def check_plain(row: Plain, raw: bytes) -> Problems:
+    """:func:`check_conversation` for a row from :func:`plain_row` (no tool calls), with its
+    shape looked up rather than worked out again."""
+    if not all(t.strip() for t in row.texts):  # empty turns interleave: the full check
+        return check_conversation(row.conversation())
+    problems = list(_shape_problems(row.roles))
     # '{' may be written \u007b in JSON; without either, the text holds no placeholder
     if b"{{" in raw or b"\\u007" in raw:
-        problems.extend(placeholder_problems(conv))
+        problems.extend(placeholder_problems(row.conversation()))
     return problems
 
 
-def duplicate_key(conv: Conversation) -> int:
+def duplicate_key(row: Plain | Conversation) -> int:
     """``hash(normalized_text(conv))``: a str hash is salted per interpreter, so workers whose
-    keys must agree are started with one ``PYTHONHASHSEED`` (:mod:`validate_chunks`).
+    keys must agree are started with one ``PYTHONHASHSEED`` (:mod:`chunks`).
 
     Tried and dropped: hashing the texts as they are when the JSON line shows they need no
     normalizing (no escapes, no double or edge spaces). Searching a line dense with spaces for
     two-byte patterns took longer than splitting and joining the texts."""
-    return hash(normalized_text(conv))
+    if isinstance(row, Plain):
+        return hash(normalized_turns(row.system, ((r, t, None) for r, t in zip(row.roles, row.texts))))
+    return hash(normalized_text(row))

@@ -42,9 +42,15 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
     for raw in iter_jsonl(path, on_bytes, span, parse=False):
         out.rows += 1
         last_line = raw.line
-        if raw.error is None and (conv := typed.plain_conversation(raw.value, schema)) is not None:
-            problems = typed.check_plain(conv, raw.value)
-            row = Row(raw.index, raw.line, conv, [])
+        if raw.error is None and (plain := typed.plain_row(raw.value, schema)) is not None:
+            problems = typed.check_plain(plain, raw.value)
+            if not problems:  # most rows: nothing to say, no objects to build
+                out.usable += 1
+                out.keys.append(typed.duplicate_key(plain))
+                out.where.append(raw.index)
+                out.lines_of.append(raw.line)
+                continue
+            row = Row(raw.index, raw.line, plain.conversation(), [])
         else:  # the schema reader says what is wrong, as on the row-by-row path
             row = read_row(raw if raw.error is not None else raw_to_row(raw.value, raw.index, raw.line),
                            schema)
