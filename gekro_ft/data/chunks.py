@@ -45,7 +45,8 @@ def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
     # spawn, not fork: the CLI's progress bar runs a thread, and a forked lock can hang
     context = multiprocessing.get_context("spawn")
     with _one_hash_seed() if same_hash_seed else nullcontext(), \
-            ProcessPoolExecutor(min(usable_cores(), len(spans)), mp_context=context) as pool:
+            ProcessPoolExecutor(min(usable_cores(), len(spans)), mp_context=context,
+                                initializer=_leave_ctrl_c_to_the_parent) as pool:
         futures = [pool.submit(work, path, span, None, *args) for span in spans]
         results = []
         try:
@@ -57,6 +58,14 @@ def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
             pool.shutdown(cancel_futures=True)
             raise
     return results
+
+
+def _leave_ctrl_c_to_the_parent() -> None:
+    """A Ctrl-C reaches the whole process group: the parent stops, cancels what has not
+    started and says so once; a worker printing its own traceback would only add noise."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextmanager
