@@ -37,8 +37,9 @@ def write_gguf(path, tokenizer, template):
 
     w = GGUFWriter(str(path), "llama")
     w.add_tokenizer_model("gpt2")
-    vocab = tokenizer.get_vocab()
-    w.add_token_list([t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])])
+    # the first tokens by id are enough to name the eos token (id 2) and keep the file small
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])[:64]
+    w.add_token_list([t for t, _ in vocab])
     w.add_eos_token_id(tokenizer.eos_token_id)
     w.add_chat_template(template)
     w.write_header_to_file()
