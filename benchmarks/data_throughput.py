@@ -109,7 +109,10 @@ def ours_validate(src: str, out: str, cache: str) -> int:
 def ours_convert(src: str, out: str, cache: str) -> int:
     from gekro_ft.data.convert import convert_file
 
-    result = convert_file(src, out, "openai", "sharegpt")
+    return _converted(convert_file(src, out, "openai", "sharegpt"))
+
+
+def _converted(result) -> int:
     if result.refused:
         raise SystemExit(f"convert refused {result.refused} generated rows")
     return result.written
@@ -165,8 +168,15 @@ def lever_typed_checks(src: str, out: str, cache: str) -> int:
     return _one_core(validate_chunks, src)
 
 
-def lever_convert_one_core(src: str, out: str, cache: str) -> int:
-    """convert as before: one process."""
+def lever_convert_reference(src: str, out: str, cache: str) -> int:
+    """convert as before: row by row through the schema reader, one process."""
+    from gekro_ft.data.convert import convert_file
+
+    return _converted(convert_file(src, out, "openai", "sharegpt", fast=False))
+
+
+def lever_convert_typed(src: str, out: str, cache: str) -> int:
+    """convert with plain rows decoded into typed structs, one process."""
     from gekro_ft.data import chunks
 
     chunks.spans_for = lambda path: None
@@ -213,9 +223,11 @@ LEVERS = (
         lever_typed_checks, writes=False),
     Job("lever-cores", "validate: + every core (chunks)", ("gekro_ft.data.validate",), ours_validate,
         writes=False),
-    Job("lever-convert-one", "convert: one core (before)", ("gekro_ft.data.convert",),
-        lever_convert_one_core),
-    Job("lever-convert-cores", "convert: every core (chunks)", ("gekro_ft.data.convert",), ours_convert),
+    Job("lever-convert-reference", "convert: row by row (before)", ("gekro_ft.data.convert",),
+        lever_convert_reference),
+    Job("lever-convert-typed", "convert: + typed decoding", ("gekro_ft.data.convert",),
+        lever_convert_typed),
+    Job("lever-convert-cores", "convert: + every core (chunks)", ("gekro_ft.data.convert",), ours_convert),
 )
 OURS_BOTH = "ours: validate + convert"
 BASELINES = ("datasets: load + map + to_json", "datasets: load + map(batched) + to_json")
@@ -446,7 +458,7 @@ def levers_main(args) -> None:
             src.unlink(missing_ok=True)
             src.with_suffix(".rows").unlink(missing_ok=True)
     before = {"validate": results[LEVERS[0].label]["seconds"],
-              "convert": results["convert: one core (before)"]["seconds"]}
+              "convert": results["convert: row by row (before)"]["seconds"]}
     from rich.console import Console
     from rich.table import Table
 

@@ -96,17 +96,23 @@ def test_the_file_level_codes_and_a_row_too_large_agree(tmp_path):
 
 
 @pytest.mark.parametrize("to", ["openai", "sharegpt", "alpaca"])
-def test_convert_on_every_core_writes_what_one_pass_writes(tmp_path, monkeypatch, to):
-    path = mixed_file(tmp_path / "mixed.jsonl", "openai", 3000)
-    one = convert_file(path, tmp_path / "one.jsonl", to, "openai")
+@pytest.mark.parametrize("source", ["openai", "sharegpt"])
+def test_convert_writes_what_the_row_by_row_reference_writes_in_one_chunk_and_in_many(tmp_path, monkeypatch,
+                                                                                      source, to):
+    path = mixed_file(tmp_path / "mixed.jsonl", source, 3000)
+    reference = convert_file(path, tmp_path / "reference.jsonl", to, source, fast=False)
+    one = convert_file(path, tmp_path / "one.jsonl", to, source)
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+    assert one.to_dict() | {"target": ""} == reference.to_dict() | {"target": ""}
     monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
     seen = []
-    many = convert_file(path, tmp_path / "many.jsonl", to, "openai", on_bytes=seen.append)
+    many = convert_file(path, tmp_path / "many.jsonl", to, source, on_bytes=seen.append)
     assert len(seen) > 4 and sum(seen) == path.stat().st_size
     assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
     assert many.to_dict() | {"target": ""} == one.to_dict() | {"target": ""}
     assert one.refused > 50 and one.findings
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.jsonl", "mixed.jsonl", "one.jsonl"]  # no parts left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.jsonl", "mixed.jsonl", "one.jsonl",
+                                                         "reference.jsonl"]  # no part files left
 
 
 def test_a_router_escalation_log_with_extra_top_level_fields_is_clean(tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.data.findings import Finding, has_errors
 from gekro_ft.data.schemas import SCHEMAS, match_schema
-from gekro_ft.data.source import RawRow, iter_rows
+from gekro_ft.data.source import RawRow, iter_rows, raw_to_row
 
 
 @dataclass(slots=True)
@@ -48,6 +48,11 @@ def read_row(raw: RawRow, schema: str | None) -> Row:
         row.value = raw.value
         _read_object(row, raw.value, schema)
     return row
+
+
+def read_unparsed(raw: RawRow, schema: str | None) -> Row:
+    """:func:`read_row` of a row whose value is still its JSON line (``parse=False`` readers)."""
+    return read_row(raw if raw.error is not None else raw_to_row(raw.value, raw.index, raw.line), schema)
 
 
 def _read_object(row: Row, value: dict[str, Any], schema: str | None) -> None:

@@ -60,8 +60,10 @@ class Plain(NamedTuple):
     roles: tuple[str, ...]
     texts: list[str]
 
-    def conversation(self) -> Conversation:
-        return Conversation([Turn(r, t) for r, t in zip(self.roles, self.texts)], self.system)
+    def conversation(self, extra: dict[str, Any] | None = None) -> Conversation:
+        """As the schema reader would have read it (``extra``: the row's other top-level fields)."""
+        return Conversation([Turn(r, t) for r, t in zip(self.roles, self.texts)], self.system,
+                            extra={} if extra is None else extra)
 
 
 def plain_row(raw: bytes, schema: str | None) -> Plain | None:

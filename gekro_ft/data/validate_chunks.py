@@ -20,8 +20,8 @@ from pathlib import Path
 from gekro_ft.data import chunks, typed
 from gekro_ft.data.checks import check_conversation
 from gekro_ft.data.findings import Finding, has_errors
-from gekro_ft.data.rows import Row, read_row
-from gekro_ft.data.source import iter_jsonl, raw_to_row
+from gekro_ft.data.rows import Row, read_unparsed
+from gekro_ft.data.source import iter_jsonl
 
 @dataclass
 class ChunkResult:
@@ -52,8 +52,7 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
                 continue
             row = Row(raw.index, raw.line, plain.conversation(), [])
         else:  # the schema reader says what is wrong, as on the row-by-row path
-            row = read_row(raw if raw.error is not None else raw_to_row(raw.value, raw.index, raw.line),
-                           schema)
+            row = read_unparsed(raw, schema)
             problems = check_conversation(row.conv) if row.readable else []
         readable = row.readable  # as read: a row whose shape is wrong still counts for duplicates
         for code, message in problems:

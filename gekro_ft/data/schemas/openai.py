@@ -31,8 +31,7 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
     if not isinstance(msgs, list):
         return None, [("wrong-type", f"'messages' is {type(msgs).__name__}, not a list")]
     tools = row.get("tools", row.get("functions"))
-    conv = Conversation(turns=[], tools=tools,
-                        extra={k: v for k, v in row.items() if k not in TOP_LEVEL})
+    conv = Conversation(turns=[], tools=tools, extra=extra_fields(row))
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -58,6 +57,11 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
         else:
             conv.turns.append(turn)
     return conv, problems
+
+
+def extra_fields(row: dict) -> dict[str, Any]:
+    """The row's top-level fields that OpenAI's format does not define, carried through unchanged."""
+    return {k: v for k, v in row.items() if k not in TOP_LEVEL}
 
 
 def _read_turn(m: dict, role: str, where: str, problems: Problems) -> Turn | None:

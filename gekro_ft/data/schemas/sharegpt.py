@@ -45,8 +45,7 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
         return None, [("missing-field", "row has no 'conversations'")]
     if not isinstance(turns, list):
         return None, [("wrong-type", f"'{key}' is {type(turns).__name__}, not a list")]
-    conv = Conversation(turns=[], extra={k: v for k, v in row.items()
-                                         if k not in TOP_LEVEL and k != key})
+    conv = Conversation(turns=[], extra=extra_fields(row, key))
     conv.system = text_field(row, "system", "row", problems, required=False) or None
     conv.tools = _read_tools(row.get("tools"), problems)
     pending_ids: list[str] = []  # ids of the last tool calls, answered in order
@@ -94,6 +93,11 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
             turn.tool_call_id = pending_ids.pop(0)
         conv.turns.append(turn)
     return conv, problems
+
+
+def extra_fields(row: dict, key: str = "conversations") -> dict[str, Any]:
+    """The row's top-level fields that ShareGPT does not define, carried through unchanged."""
+    return {k: v for k, v in row.items() if k not in TOP_LEVEL and k != key}
 
 
 def _read_tools(raw: Any, problems: Problems) -> list | None:
