@@ -130,3 +130,20 @@ def test_an_adapter_trained_before_the_record_is_checked_against_its_own_tokeniz
     (adapter / "gekro_ft.json").write_text(json.dumps(manifest))
     report = doctor(adapter)
     assert report.ok and "records no chat template" in report.notes[0]
+
+
+@pytest.mark.slow
+def test_a_trained_adapter_records_its_template_and_sources_and_passes_the_doctor(trained_adapter):
+    """The real training run: the manifest keeps the template, eos token and each source's
+    hash; MLflow has the hash as a tag; the doctor finds nothing to say."""
+    import mlflow
+
+    adapter, uri = trained_adapter
+    manifest = json.loads((adapter / "gekro_ft.json").read_text())
+    assert manifest["chat_template"]["eos_token"] == "<|im_end|>"
+    assert manifest["chat_template"]["template"] == (adapter / "chat_template.jinja").read_text()
+    (source,) = manifest["data_sources"]
+    assert source["sha256"] == manifest["dataset_hash"] and source["train_rows"] > 0
+    run = mlflow.MlflowClient(uri).get_run(manifest["mlflow_run_id"])
+    assert run.data.tags["gekro_ft.source.0.sha256"] == source["sha256"]
+    assert doctor(adapter).ok
