@@ -37,7 +37,8 @@ def doctor(adapter: Path, merged: Path | None, gguf: Path | None, url: str | Non
             err.print(f"note: {note}")
         for d in report.differences:
             out.print(f"[red]{d.where}[/]: {d.what}: {d.detail}", soft_wrap=True)
-        verdict = "[green]OK[/]" if report.ok else f"[red]{len(report.differences)} differences[/]"
+        n = len(report.differences)
+    verdict = "[green]OK[/]" if report.ok else f"[red]{n} difference{'' if n == 1 else 's'}[/]"
         out.print(f"{verdict}: checked {', '.join(report.checked)} against the template and eos token "
                   f"{report.trained.eos_token!r} of training", soft_wrap=True)
     raise SystemExit(0 if report.ok else 1)
