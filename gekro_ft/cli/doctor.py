@@ -38,7 +38,7 @@ def doctor(adapter: Path, merged: Path | None, gguf: Path | None, url: str | Non
         for d in report.differences:
             out.print(f"[red]{d.where}[/]: {d.what}: {d.detail}", soft_wrap=True)
         n = len(report.differences)
-    verdict = "[green]OK[/]" if report.ok else f"[red]{n} difference{'' if n == 1 else 's'}[/]"
+        verdict = "[green]OK[/]" if report.ok else f"[red]{n} difference{'' if n == 1 else 's'}[/]"
         out.print(f"{verdict}: checked {', '.join(report.checked)} against the template and eos token "
                   f"{report.trained.eos_token!r} of training", soft_wrap=True)
     raise SystemExit(0 if report.ok else 1)
