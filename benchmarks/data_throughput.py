@@ -103,16 +103,16 @@ def _sharegpt_row(rng: random.Random, i: int) -> dict:
 def ours_validate(src: str, out: str, cache: str) -> int:
     from gekro_ft.data.validate import validate_file
 
-    report = validate_file(src, "sharegpt")
-    if report.errors or report.usable_rows != report.rows:
-        raise SystemExit(f"validate found errors in generated data: {report.by_code()}")
-    return report.rows
+    return _clean(validate_file(src, "sharegpt"))
 
 
 def ours_convert(src: str, out: str, cache: str) -> int:
     from gekro_ft.data.convert import convert_file
 
-    result = convert_file(src, out, "openai", "sharegpt")
+    return _converted(convert_file(src, out, "openai", "sharegpt"))
+
+
+def _converted(result) -> int:
     if result.refused:
         raise SystemExit(f"convert refused {result.refused} generated rows")
     return result.written
@@ -143,6 +143,59 @@ def _datasets(src: str, out: str, cache: str, batched: bool) -> int:
     return ds.num_rows
 
 
+# --- the validate levers, one at a time (--levers) ------------------------------------------
+
+def lever_reference(src: str, out: str, cache: str) -> int:
+    """Row by row: orjson dicts, the schema reader, every check, a dict of hashes."""
+    from gekro_ft.data.validate import validate_file
+
+    return _clean(validate_file(src, "sharegpt", fast=False))
+
+
+def lever_typed(src: str, out: str, cache: str) -> int:
+    """Typed decoding into msgspec structs, checks as before (check_conversation), one core."""
+    from gekro_ft.data import typed, validate_chunks
+    from gekro_ft.data.checks import check_conversation
+
+    typed.check_plain = lambda row, raw: check_conversation(row.conversation())
+    return _one_core(validate_chunks, src)
+
+
+def lever_typed_checks(src: str, out: str, cache: str) -> int:
+    """Typed decoding plus checks once on the struct (shape looked up by roles), one core."""
+    from gekro_ft.data import validate_chunks
+
+    return _one_core(validate_chunks, src)
+
+
+def lever_convert_reference(src: str, out: str, cache: str) -> int:
+    """convert as before: row by row through the schema reader, one process."""
+    from gekro_ft.data.convert import convert_file
+
+    return _converted(convert_file(src, out, "openai", "sharegpt", fast=False))
+
+
+def lever_convert_typed(src: str, out: str, cache: str) -> int:
+    """convert with plain rows decoded into typed structs, one process."""
+    from gekro_ft.data import chunks
+
+    chunks.spans_for = lambda path: None
+    return ours_convert(src, out, cache)
+
+
+def _one_core(validate_chunks, src: str) -> int:
+    rows, usable, findings = validate_chunks.merge([validate_chunks.check_chunk(src, None, None, "sharegpt")])
+    if usable != rows or findings:
+        raise SystemExit(f"validate found problems in generated data: {findings[:3]}")
+    return rows
+
+
+def _clean(report) -> int:
+    if report.errors or report.usable_rows != report.rows:
+        raise SystemExit(f"validate found errors in generated data: {report.by_code()}")
+    return report.rows
+
+
 @dataclass(frozen=True)
 class Job:
     key: str  # how the parent names it to the child
@@ -161,13 +214,28 @@ JOBS = (
     Job("datasets-batched", "datasets: load + map(batched) + to_json", ("datasets",),
         lambda s, o, c: _datasets(s, o, c, batched=True)),
 )
+LEVERS = (
+    Job("lever-reference", "validate: row by row (before)", ("gekro_ft.data.validate",),
+        lever_reference, writes=False),
+    Job("lever-typed", "validate: + typed decoding", ("gekro_ft.data.validate",), lever_typed,
+        writes=False),
+    Job("lever-typed-checks", "validate: + checks once on the struct", ("gekro_ft.data.validate",),
+        lever_typed_checks, writes=False),
+    Job("lever-cores", "validate: + every core (chunks)", ("gekro_ft.data.validate",), ours_validate,
+        writes=False),
+    Job("lever-convert-reference", "convert: row by row (before)", ("gekro_ft.data.convert",),
+        lever_convert_reference),
+    Job("lever-convert-typed", "convert: + typed decoding", ("gekro_ft.data.convert",),
+        lever_convert_typed),
+    Job("lever-convert-cores", "convert: + every core (chunks)", ("gekro_ft.data.convert",), ours_convert),
+)
 OURS_BOTH = "ours: validate + convert"
 BASELINES = ("datasets: load + map + to_json", "datasets: load + map(batched) + to_json")
 
 
 def child_main(key: str, src: str, out: str, cache: str) -> None:
     """Inside a measured child: import, then time the work alone; the result goes to stdout."""
-    job = next(j for j in JOBS if j.key == key)
+    job = next(j for j in JOBS + LEVERS if j.key == key)
     for module in job.imports:
         importlib.import_module(module)
     start = time.perf_counter()
@@ -310,6 +378,8 @@ def main() -> None:
                         help="rows to generate (default 1,000,000)")
     parser.add_argument("--workdir", type=Path, help="where the input, outputs and report go "
                                                      "(default: a new temporary directory)")
+    parser.add_argument("--levers", action="store_true",
+                        help="measure validate's speed levers one at a time instead, side by side")
     parser.add_argument("--keep", action="store_true",
                         help="keep the generated input; the next run with this --workdir reuses it")
     # how the parent runs work in other processes
@@ -322,6 +392,8 @@ def main() -> None:
     if args.generate:
         return print(json.dumps({"wrote": generate(Path(args.input), args.rows)}))
 
+    if args.levers:
+        return levers_main(args)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / f"sharegpt-{args.rows}.jsonl"
@@ -362,6 +434,49 @@ def main() -> None:
               "command": " ".join(["python", *sys.argv])}
     path = workdir / "data_throughput.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"results: {path}")
+
+
+def levers_main(args) -> None:
+    """Each lever of validate's fast path added in turn, each job in its own process, in one run."""
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    src = workdir / f"sharegpt-{args.rows}.jsonl"
+    results = {}
+    try:
+        run_python(__file__, ["--generate", "--rows", str(args.rows), "--input", str(src)])
+        for job in LEVERS:
+            cache = workdir / f"cache-{job.key}"
+            cache.mkdir(exist_ok=True)
+            progress(f"measuring {job.label} ...")
+            results[job.label] = r = measure(job, src, workdir / "lever-out.jsonl", cache)
+            shutil.rmtree(cache)
+            (workdir / "lever-out.jsonl").unlink(missing_ok=True)
+            progress(f"  {r['seconds']:.1f} s, {r['peak_rss_mib']:,.0f} MiB peak")
+    finally:
+        if not args.keep:
+            src.unlink(missing_ok=True)
+            src.with_suffix(".rows").unlink(missing_ok=True)
+    before = {"validate": results[LEVERS[0].label]["seconds"],
+              "convert": results["convert: row by row (before)"]["seconds"]}
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    info = machine()
+    console.print(f"machine: {info['cpus']} CPUs ({info['cpus_usable']} usable), load average "
+                  f"{os.getloadavg()[0]:.1f} at the end", soft_wrap=True)
+    table = Table("job", "wall s", "rows/s", "x faster than before", "peak RSS MiB", "CPU s",
+                  title=f"{args.rows:,} ShareGPT rows: the levers one at a time")
+    for label, r in results.items():
+        table.add_row(label, f"{r['seconds']:.1f}", f"{r['rows'] / r['seconds']:,.0f}",
+                      f"{before[label.split(':')[0]] / r['seconds']:.2f}", f"{r['peak_rss_mib']:,.0f}",
+                      f"{r['cpu_seconds']:.1f}")
+    console.print(table)
+    path = workdir / "data_levers.json"
+    path.write_text(json.dumps({"schema_version": 1, "rows": args.rows, "machine": info,
+                                "results": results, "command": " ".join(["python", *sys.argv])},
+                               indent=2) + "\n")
     print(f"results: {path}")
 
 

@@ -167,3 +167,15 @@ def same_base(profile_base: str, recorded: list[str]) -> bool:
     """True when any recorded spelling names the profile's base model."""
     wanted = base_identities(profile_base)
     return any(base_identities(r) & wanted for r in recorded)
+
+
+def template_record(tokenizer: Any) -> dict[str, Any]:
+    """The chat template and the stop token a tokenizer trains with: what ``gekro-ft train``
+    records in the manifest, so ``gekro-ft doctor`` can tell later whether an export or a
+    server still formats and stops the same way."""
+    import hashlib
+
+    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else None
+    return {"template": template,
+            "sha256": hashlib.sha256(template.encode()).hexdigest() if template else None,
+            "eos_token": tokenizer.eos_token, "eos_token_id": tokenizer.eos_token_id}

@@ -215,21 +215,28 @@ def is_path_like(value: Any, hub_ids: bool = False) -> bool:
 
 def resolve_paths(doc: dict[str, Any], keys: Iterable[str], base: Path) -> None:
     """Make the relative paths at ``keys`` absolute against ``base``. A key is dotted (``a.b``),
-    ``a.*`` for every value of a mapping, and ends in ``?`` where a Hub id may stand instead."""
+    ``a.*`` for every value of a mapping, ``a[].b`` for ``b`` in every item of the list ``a``,
+    and ends in ``?`` where a Hub id may stand instead."""
     for key in keys:
         hub_ids = key.endswith("?")
         *parents, last = key.removesuffix("?").split(".")
-        node: Any = doc
-        for k in parents:
-            node = node.get(k) if isinstance(node, dict) else None
-        if not isinstance(node, dict):
-            continue
-        for k in (list(node) if last == "*" else [last]):
-            value = node.get(k)
-            if is_path_like(value, hub_ids) and not Path(value).expanduser().is_absolute():
-                node[k] = str((base / value).resolve())
-            elif isinstance(value, str) and value.startswith("~"):
-                node[k] = str(Path(value).expanduser())
+        nodes: list[Any] = [doc]
+        for k in parents:  # ``name[]``: every item of the list at name
+            nodes = [n.get(k.removesuffix("[]")) if isinstance(n, dict) else None for n in nodes]
+            if k.endswith("[]"):
+                nodes = [item for n in nodes if isinstance(n, list) for item in n]
+        for node in nodes:
+            if isinstance(node, dict):
+                _resolve_in(node, last, hub_ids, base)
+
+
+def _resolve_in(node: dict[str, Any], last: str, hub_ids: bool, base: Path) -> None:
+    for k in (list(node) if last == "*" else [last]):
+        value = node.get(k)
+        if is_path_like(value, hub_ids) and not Path(value).expanduser().is_absolute():
+            node[k] = str((base / value).resolve())
+        elif isinstance(value, str) and value.startswith("~"):
+            node[k] = str(Path(value).expanduser())
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -20,7 +20,8 @@ from gekro_ft.errors import RecipeError
 from gekro_ft.models import DEFAULT_MODEL
 
 RECIPES = ConfigKind("recipe", "recipes", "GEKRO_FT_RECIPES", RecipeError)
-PATH_KEYS = ("data.train", "data.eval", "model.chat_template", "model.name?", "train.launcher_config")
+PATH_KEYS = ("data.train", "data.eval", "data.sources[].file", "model.chat_template", "model.name?",
+             "train.launcher_config")
 
 
 class _Section(BaseModel):
@@ -46,8 +47,34 @@ class LoraSection(_Section):
     use_rslora: bool = Field(False, description="Rank-stabilized LoRA scaling.")
 
 
+class DataSource(_Section):
+    """One training file of several; ``data.sources`` mixes them (a curated set plus, say, the
+    router's escalation log)."""
+
+    file: str = Field(description="A training file, in any schema the data stage reads.")
+    schema_: Literal["openai", "alpaca", "sharegpt"] | None = Field(
+        None, alias="schema", description="Its schema (default: detected).")
+    weight: float | None = Field(None, gt=0, description=(
+        "Rows drawn per row of the file: 1 takes each once, 0.5 a seeded half, 2 each twice. "
+        "Default 1; not with max_rows."))
+    max_rows: int | None = Field(None, ge=1, description="Take a seeded sample of at most this many rows.")
+    responses_only: bool | None = Field(None, description="Its own loss mask (default: data.responses_only).")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @model_validator(mode="after")
+    def _weight_or_cap(self):
+        if self.weight is not None and self.max_rows is not None:
+            raise ValueError("set weight or max_rows, not both")
+        return self
+
+
 class DataSection(_Section):
-    train: str = Field(description="Training file, in any schema the data stage reads.")
+    train: str | None = Field(None, description="Training file, in any schema the data stage reads "
+                              "(or several, as data.sources).")
+    sources: list[DataSource] | None = Field(None, min_length=1, description=(
+        "Several training files mixed, each with its schema, weight or row cap and loss mask; "
+        "the mix is seeded by train.seed, and eval_frac splits all of them by prompt at once."))
     eval: str | None = Field(None, description="Eval file; or use eval_frac to split one off train.")
     eval_frac: float | None = Field(None, gt=0, lt=1, description="Share of train held out for eval loss.")
     schema_: Literal["openai", "alpaca", "sharegpt"] | None = Field(
@@ -64,7 +91,18 @@ class DataSection(_Section):
     def _one_eval_source(self):
         if self.eval is not None and self.eval_frac is not None:
             raise ValueError("set data.eval or data.eval_frac, not both")
+        if (self.train is None) == (self.sources is None):
+            raise ValueError("set data.train (one file) or data.sources (several), one of the two")
         return self
+
+    def training_sources(self) -> list[DataSource]:
+        """The training files as sources: ``train`` is one source with the section's settings."""
+        if self.sources is not None:
+            return self.sources
+        return [DataSource(file=self.train, schema=self.schema_, responses_only=self.responses_only)]
+
+    def loss_on_prompts(self, source: DataSource) -> bool:
+        return not (self.responses_only if source.responses_only is None else source.responses_only)
 
 
 class TrainSection(_Section):

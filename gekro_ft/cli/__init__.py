@@ -11,6 +11,7 @@ from gekro_ft import __version__
 from gekro_ft.cli.bench import bench
 from gekro_ft.cli.cost import cost
 from gekro_ft.cli.data import data
+from gekro_ft.cli.doctor import doctor
 from gekro_ft.cli.errors import GekroGroup
 from gekro_ft.cli.eval import eval_
 from gekro_ft.cli.export import export
@@ -37,6 +38,7 @@ def main() -> None:
 
 main.add_command(init)
 main.add_command(data)
+main.add_command(doctor)
 main.add_command(recipe)
 main.add_command(train)
 main.add_command(export)

@@ -34,7 +34,13 @@ def check_conversation(conv: Conversation) -> Problems:
         problems.append(("not-ending-on-assistant",
                          f"the last turn is {roles[-1]}; an assistant answer should end the row"))
 
-    for where, text in [("system", conv.system or "")] + [(f"turn {i}", t.text) for i, t in enumerate(turns)]:
+    problems.extend(placeholder_problems(conv))
+    return problems
+
+
+def placeholder_problems(conv: Conversation) -> Problems:
+    problems: Problems = []
+    for where, text in [("system", conv.system or "")] + [(f"turn {i}", t.text) for i, t in enumerate(conv.turns)]:
         m = PLACEHOLDER.search(text)
         if m:
             problems.append(("template-placeholder", f"{where} contains the placeholder {m.group(0)}"))

@@ -7,6 +7,7 @@ be able to hold a conversation that is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,15 @@ class Conversation:
         return self.prompt().messages()
 
 
+def positional_id(n: int) -> str:
+    """The id a tool call without one gets: ``call_N`` for the conversation's Nth call (from 0).
+
+    A target that needs ids (OpenAI) writes it; one that does not (ShareGPT) leaves exactly
+    this id out again, so an id a conversion made up never leaks into a target without ids.
+    """
+    return f"call_{n}"
+
+
 PART_SEPARATOR = "\n\n"
 
 
@@ -88,12 +98,17 @@ def join_parts(parts: list[str] | tuple[str, ...]) -> str:
 
 def normalized_text(conv: Conversation) -> str:
     """Whitespace-insensitive identity of a conversation, for de-duplication and leakage checks."""
-    pieces = [" ".join((conv.system or "").split())]
-    for t in conv.turns:
-        pieces.append(t.role)
-        pieces.append(" ".join(t.text.split()))
-        if t.tool_calls:
-            pieces.extend(f"{c.name}({c.arguments})" for c in t.tool_calls)
+    return normalized_turns(conv.system, ((t.role, t.text, t.tool_calls) for t in conv.turns))
+
+
+def normalized_turns(system: str | None, turns: Iterable[tuple[str, str, list[ToolCall] | None]]) -> str:
+    """:func:`normalized_text` of a conversation given as (role, text, tool calls) triples."""
+    pieces = [" ".join((system or "").split())]
+    for role, text, calls in turns:
+        pieces.append(role)
+        pieces.append(" ".join(text.split()))
+        if calls:
+            pieces.extend(f"{c.name}({c.arguments})" for c in calls)
     return "\x1f".join(pieces)
 
 

@@ -76,6 +76,13 @@ class Finding:
     def severity(self) -> Severity:
         return CODES[self.code].severity
 
+    def moved(self, rows: int, lines: int) -> Finding:
+        """This finding of a row ``rows`` rows and ``lines`` lines further into the file (a chunk's
+        findings, placed in the whole file)."""
+        if not (rows or lines) or self.index is None:
+            return self
+        return Finding(self.code, self.message, self.index + rows, None if self.line is None else self.line + lines)
+
     @property
     def where(self) -> str:
         if self.line is not None:

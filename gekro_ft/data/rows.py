@@ -10,7 +10,7 @@ from typing import Any
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.data.findings import Finding, has_errors
 from gekro_ft.data.schemas import SCHEMAS, match_schema
-from gekro_ft.data.source import iter_rows
+from gekro_ft.data.source import RawRow, iter_rows, raw_to_row
 
 
 @dataclass(slots=True)
@@ -34,15 +34,25 @@ def read_rows(path: str | Path, schema: str | None,
               on_bytes: Callable[[int], None] | None = None) -> Iterator[Row]:
     """Read every row of ``path`` with ``schema`` (None: each row by its own shape)."""
     for raw in iter_rows(path, on_bytes):
-        row = Row(raw.index, raw.line, None, [])
-        if raw.error is not None:
-            row.finding(raw.code, raw.error)
-        elif not isinstance(raw.value, dict):
-            row.finding("not-an-object", f"row is {_json_type(raw.value)}, not an object")
-        else:
-            row.value = raw.value
-            _read_object(row, raw.value, schema)
-        yield row
+        yield read_row(raw, schema)
+
+
+def read_row(raw: RawRow, schema: str | None) -> Row:
+    """One parsed row read with ``schema`` (None: by its own shape)."""
+    row = Row(raw.index, raw.line, None, [])
+    if raw.error is not None:
+        row.finding(raw.code, raw.error)
+    elif not isinstance(raw.value, dict):
+        row.finding("not-an-object", f"row is {_json_type(raw.value)}, not an object")
+    else:
+        row.value = raw.value
+        _read_object(row, raw.value, schema)
+    return row
+
+
+def read_unparsed(raw: RawRow, schema: str | None) -> Row:
+    """:func:`read_row` of a row whose value is still its JSON line (``parse=False`` readers)."""
+    return read_row(raw if raw.error is not None else raw_to_row(raw.value, raw.index, raw.line), schema)
 
 
 def _read_object(row: Row, value: dict[str, Any], schema: str | None) -> None:

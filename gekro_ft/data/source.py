@@ -71,6 +71,11 @@ def _open(path: Path):
         raise InputFileError(path, f"cannot open: {e.strerror or e}") from e
 
 
+def is_jsonl(path: str | Path) -> bool:
+    """Whether ``path`` is read as JSONL (gzipped or not)."""
+    return sniff_format(Path(path)) == "jsonl"
+
+
 def iter_rows(path: str | Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[RawRow]:
     """Yield every row of ``path``. ``on_bytes`` is told how many bytes were consumed, for progress."""
     path = Path(path)
@@ -85,21 +90,32 @@ def iter_rows(path: str | Path, on_bytes: Callable[[int], None] | None = None) -
         yield from _iter_arrow_dir(path)
 
 
-def _iter_jsonl(path: Path, on_bytes) -> Iterator[RawRow]:
+def _iter_jsonl(path: Path, on_bytes, span: tuple[int, int] | None = None,
+                parse: bool = True) -> Iterator[RawRow]:
+    """Rows of a JSONL file, or of the lines in the byte range ``span`` (which must start at a
+    line's start; ``index`` and ``line`` then count from that range's start). With ``parse``
+    false a row's ``value`` is the line's bytes, not yet parsed (checked for size and depth)."""
     index = lineno = 0
+    start, end = span if span is not None else (0, None)
     with _open(path) as f:
+        if start:
+            f.seek(start)
+        pos = start
         try:
-            while raw := f.readline(limits.MAX_ROW_BYTES + 1):
+            while (end is None or pos < end) and (raw := f.readline(limits.MAX_ROW_BYTES + 1)):
+                pos += len(raw)
                 lineno += 1
                 if on_bytes is not None:
                     on_bytes(len(raw))
                 if len(raw) > limits.MAX_ROW_BYTES and not raw.endswith(b"\n"):
-                    _skip_rest_of_line(f, on_bytes)  # never held whole: it may be gigabytes
+                    pos += _skip_rest_of_line(f, on_bytes)  # never held whole: it may be gigabytes
                     yield RawRow(index, lineno, error=limits.size_message(), code="row-too-large")
                 elif not raw.strip():
                     continue
                 elif limits.too_deep(raw):
                     yield RawRow(index, lineno, error=limits.depth_message(), code="nesting-too-deep")
+                elif not parse:
+                    yield RawRow(index, lineno, raw)
                 else:
                     try:
                         value = orjson.loads(raw)
@@ -112,12 +128,51 @@ def _iter_jsonl(path: Path, on_bytes) -> Iterator[RawRow]:
             raise InputFileError(path, f"read failed after row {index}: {e}") from e
 
 
-def _skip_rest_of_line(f, on_bytes) -> None:
+def raw_to_row(raw: bytes, index: int, line: int | None) -> RawRow:
+    """What :func:`_iter_jsonl` yields for a line it handed over unparsed."""
+    try:
+        return RawRow(index, line, orjson.loads(raw))
+    except orjson.JSONDecodeError as e:
+        return RawRow(index, line, error=f"invalid JSON: {e}")
+
+
+def iter_jsonl(path: str | Path, on_bytes: Callable[[int], None] | None = None,
+               span: tuple[int, int] | None = None, parse: bool = True) -> Iterator[RawRow]:
+    """The rows of a JSONL file, or of one byte range of it: see :func:`_iter_jsonl`."""
+    return _iter_jsonl(Path(path), on_bytes, span, parse)
+
+
+def line_spans(path: str | Path, pieces: int, min_bytes: int = 4 << 20) -> list[tuple[int, int]] | None:
+    """Cut a plain (not gzipped) JSONL file into about ``pieces`` byte ranges at line starts, or
+    None when it is not one, or too small to be worth cutting."""
+    path = Path(path)
+    if path.name.endswith(".gz") or sniff_format(path) != "jsonl":
+        return None
+    size = path.stat().st_size
+    if size < 2 * min_bytes or pieces < 2:
+        return None
+    step = max(size // pieces, min_bytes)
+    cuts = [0]
+    with open(path, "rb") as f:
+        while cuts[-1] + step < size:
+            f.seek(cuts[-1] + step)
+            _skip_rest_of_line(f, None)  # to the next line's start, in bounded reads
+            if f.tell() >= size:
+                break
+            cuts.append(f.tell())
+    cuts.append(size)
+    return list(zip(cuts, cuts[1:]))
+
+
+def _skip_rest_of_line(f, on_bytes) -> int:
+    skipped = 0
     while chunk := f.readline(1 << 20):
+        skipped += len(chunk)
         if on_bytes is not None:
             on_bytes(len(chunk))
         if chunk.endswith(b"\n"):
-            return
+            break
+    return skipped
 
 
 class _ValueTooLarge(Exception):

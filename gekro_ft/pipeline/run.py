@@ -316,7 +316,8 @@ class _Stages:
         out, data = self.work / "train", self.work / "data"
         if not (out / "adapter" / MANIFEST).exists():  # else it finished before a kill reached the state file
             doc = self.loaded.recipe.resolved()
-            doc["data"].update(train=str(data / "train.jsonl"), eval=str(data / "eval.jsonl"), eval_frac=None)
+            doc["data"].update(train=str(data / "train.jsonl"), eval=str(data / "eval.jsonl"), eval_frac=None,
+                               sources=None)  # the pipeline trains on its own data file, split above
             self._stage("train", {"recipe": Recipe.model_validate(doc).resolved(), "name": self.loaded.recipe_name,
                                   "output_dir": str(out), "data_validated": True})
         m = read_manifest(out / "adapter")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import orjson
 import yaml
 
-from gekro_ft.adapter import write_manifest
+from gekro_ft.adapter import template_record, write_manifest
 from gekro_ft.atomic import atomic_directory, write_bytes_atomic
 from gekro_ft.errors import PreflightError, TrainingError, TrainingInterrupted
 from gekro_ft.process import StopOnSignal
@@ -47,6 +47,7 @@ class Plan:
     skipped: dict[str, int]
     memory: Any  # preflight.MemoryEstimate
     dataset_hash: str
+    sources: list = field(default_factory=list)  # dataset.SourceReport per training file
 
     def summary_lines(self) -> list[str]:
         """What preflight decided, as the lines printed before training starts."""
@@ -55,6 +56,9 @@ class Plan:
         lines = [f"backend: {self.backend} ({self.backend_reason}); device {self.device}, {self.dtype}",
                  f"data: {self.train_rows} train rows ({self.train_tokens} tokens), {self.eval_rows} eval rows; "
                  f"skipped: {skipped}",
+                 *(f"  {Path(s.file).name}: {s.train_rows} train rows ({s.train_tokens} tokens), "
+                   f"{s.eval_rows} eval rows, of {s.rows} read; sha256 {s.sha256[:12]}"
+                   for s in self.sources if len(self.sources) > 1),
                  f"memory: {self.memory.describe()}"]
         if t.processes > 1:
             lines.append(f"processes: {t.processes} (accelerate launch, DDP); global batch {t.batch_size} x "
@@ -99,10 +103,10 @@ def preflight(recipe_name: str | Recipe, overrides: list[str] = (), output_dir: 
     else:
         recipe, stem = load_recipe(recipe_name, overrides), find_recipe(recipe_name).stem
     output_dir = Path(output_dir or Path("work") / "train" / stem)
-    for key in ("train", "eval"):
-        path = getattr(recipe.data, key)
-        if path is not None and not Path(path).exists():
-            raise PreflightError(f"data.{key}: no such file {path}")
+    data_files = _data_files(recipe)
+    for key, path, _ in data_files:
+        if not Path(path).exists():
+            raise PreflightError(f"{key}: no such file {path}")
 
     status(f"resolving {recipe.model.name}")
     model = resolve_model(recipe.model.name)
@@ -110,20 +114,20 @@ def preflight(recipe_name: str | Recipe, overrides: list[str] = (), output_dir: 
     tokenizer = load_tokenizer(model.source, template)
 
     status("validating the data against the chat template")
-    for key in ("train", "eval"):
-        path = getattr(recipe.data, key)
-        if path is None or data_validated:
+    for key, path, schema in data_files:
+        if data_validated:
             continue
-        report = validate_file(path, recipe.data.schema_, tokenizer=tokenizer, model=recipe.model.name,
+        report = validate_file(path, schema, tokenizer=tokenizer, model=recipe.model.name,
                                max_seq_len=recipe.model.max_seq_len)
         if report.errors:
             codes = ", ".join(f"{c} x{n}" for c, n in report.by_code().items())
-            raise PreflightError(f"data.{key} ({path}) has {report.errors} errors: {codes}",
+            raise PreflightError(f"{key} ({path}) has {report.errors} errors: {codes}",
                                  hint=f"see gekro-ft data validate {path} --model {recipe.model.name} "
                                       f"--max-seq-len {recipe.model.max_seq_len}")
     data = prepare_data(recipe, tokenizer)
     if not data.train:
-        raise PreflightError(f"data.train ({recipe.data.train}) has no trainable rows")
+        raise PreflightError(f"{data_files[0][0]} ({data_files[0][1]}) has no trainable rows"
+                             if len(data.sources) == 1 else "data.sources have no trainable rows")
 
     backend, reason = choose_backend(recipe.train.backend)
     device = "cuda" if backend == "unsloth" else best_device()
@@ -149,8 +153,17 @@ def preflight(recipe_name: str | Recipe, overrides: list[str] = (), output_dir: 
         raise PreflightError(f"this run will not fit: {memory.describe()}",
                              hint="try " + "; or ".join(tips) if tips else "use a smaller model or a larger device")
     plan = Plan(recipe, stem, output_dir, model.source, model.kind, backend, reason, device, dtype,
-                len(data.train), len(data.eval), data.train_tokens, data.skipped, memory, data.dataset_hash)
+                len(data.train), len(data.eval), data.train_tokens, data.skipped, memory, data.dataset_hash,
+                data.sources)
     return plan, tokenizer, data
+
+
+def _data_files(recipe: Recipe) -> list[tuple[str, str, str | None]]:
+    """(recipe key, path, schema) of every data file the recipe names."""
+    d = recipe.data
+    files = [("data.train", d.train, d.schema_)] if d.sources is None else \
+        [(f"data.sources[{i}].file", s.file, s.schema_) for i, s in enumerate(d.sources)]
+    return files + ([("data.eval", d.eval, d.schema_)] if d.eval else [])
 
 
 def peak_memory_bytes(device: str) -> int:
@@ -278,7 +291,9 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
             mlflow.set_tags({"gekro_ft.backend": plan.backend, "gekro_ft.backend_reason": plan.backend_reason,
                              "gekro_ft.device": plan.device, "gekro_ft.base_model": recipe.model.name,
                              "gekro_ft.dataset_hash": plan.dataset_hash, "gekro_ft.recipe_hash": recipe.digest(),
-                             "gekro_ft.git_commit": tracking.git_commit() or "none"})
+                             "gekro_ft.git_commit": tracking.git_commit() or "none",
+                             **{f"gekro_ft.source.{i}.sha256": src.sha256 for i, src in enumerate(plan.sources)}})
+            mlflow.log_dict({"sources": [src.to_dict() for src in plan.sources]}, "data_sources.json")
 
         model = BACKENDS[plan.backend]().load(_model_ref(plan), recipe, dtype, process_device(plan.device))
         train_set, eval_set, collator, trainer_class, layout = _datasets(model, plan, tokenizer, data)
@@ -411,7 +426,8 @@ def _save_adapter(model: Any, tokenizer: Any, plan: Plan, run_id: str, metrics: 
             "schema_version": 1,
             "base_model": {"name": plan.recipe.model.name, "source": plan.model_source, "kind": plan.model_kind},
             "recipe": plan.recipe.resolved(), "recipe_hash": plan.recipe.digest(),
-            "dataset_hash": plan.dataset_hash, "backend": plan.backend, "device": plan.device,
+            "dataset_hash": plan.dataset_hash, "data_sources": [src.to_dict() for src in plan.sources],
+            "chat_template": template_record(tokenizer), "backend": plan.backend, "device": plan.device,
             "versions": _versions(), "mlflow_run_id": run_id, "metrics": metrics,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

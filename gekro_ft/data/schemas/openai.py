@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gekro_ft.data.conversation import Conversation, ToolCall, Turn, join_parts
+from gekro_ft.data.conversation import Conversation, ToolCall, Turn, join_parts, positional_id
 from gekro_ft.data.schemas.fields import Problems, arguments_text, text_field, weight_field
 
 NAME = "openai"
@@ -31,15 +31,14 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
     if not isinstance(msgs, list):
         return None, [("wrong-type", f"'messages' is {type(msgs).__name__}, not a list")]
     tools = row.get("tools", row.get("functions"))
-    conv = Conversation(turns=[], tools=tools,
-                        extra={k: v for k, v in row.items() if k not in TOP_LEVEL})
+    conv = Conversation(turns=[], tools=tools, extra=extra_fields(row))
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
             problems.append(("wrong-type", f"{where} is {type(m).__name__}, not an object"))
             continue
         if not MESSAGE_KEYS.issuperset(m):
-            for key in m.keys() - MESSAGE_KEYS:
+            for key in (k for k in m if k not in MESSAGE_KEYS):  # row order, not a set's (salted)
                 problems.append(("unrecognized-key", f"{where} has unrecognized key '{key}'"))
         raw_role = m.get("role")
         if raw_role is None:
@@ -58,6 +57,11 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
         else:
             conv.turns.append(turn)
     return conv, problems
+
+
+def extra_fields(row: dict) -> dict[str, Any]:
+    """The row's top-level fields that OpenAI's format does not define, carried through unchanged."""
+    return {k: v for k, v in row.items() if k not in TOP_LEVEL}
 
 
 def _read_turn(m: dict, role: str, where: str, problems: Problems) -> Turn | None:
@@ -127,7 +131,7 @@ def write(conv: Conversation) -> tuple[dict[str, Any], list[str]]:
         if t.tool_calls:
             m["tool_calls"] = []
             for c in t.tool_calls:
-                m["tool_calls"].append({"id": c.id or f"call_{n_calls}", "type": "function",
+                m["tool_calls"].append({"id": c.id or positional_id(n_calls), "type": "function",
                                         "function": {"name": c.name, "arguments": c.arguments}})
                 n_calls += 1
         if t.tool_call_id is not None:

@@ -4,6 +4,11 @@ Tool use follows LLaMA-Factory's convention: a ``function_call`` turn whose valu
 the JSON of ``{"name", "arguments"}`` (or a list of them for parallel calls), answered
 by ``observation`` turns. We also keep a call's ``id`` inside that JSON and a turn's
 ``weight`` and ``name`` as extra keys, so openai -> sharegpt -> openai is exact.
+
+A call without an id gets the positional one, ``call_N`` for the conversation's Nth call
+(:func:`positional_id`), because OpenAI needs an id to link a result to its call. The writer
+leaves out exactly that id again: it says nothing the position does not, so
+sharegpt -> openai -> sharegpt gives back rows without ids, and real ids survive.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gekro_ft.data.conversation import Conversation, ToolCall, Turn
+from gekro_ft.data.conversation import Conversation, ToolCall, Turn, positional_id
 from gekro_ft.data.limits import loads_nested_json, not_json
 from gekro_ft.data.schemas.fields import (Problems, arguments_text, arguments_value, text_field,
                                           weight_field)
@@ -40,8 +45,7 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
         return None, [("missing-field", "row has no 'conversations'")]
     if not isinstance(turns, list):
         return None, [("wrong-type", f"'{key}' is {type(turns).__name__}, not a list")]
-    conv = Conversation(turns=[], extra={k: v for k, v in row.items()
-                                         if k not in TOP_LEVEL and k != key})
+    conv = Conversation(turns=[], extra=extra_fields(row, key))
     conv.system = text_field(row, "system", "row", problems, required=False) or None
     conv.tools = _read_tools(row.get("tools"), problems)
     pending_ids: list[str] = []  # ids of the last tool calls, answered in order
@@ -52,7 +56,7 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
             problems.append(("wrong-type", f"{where} is {type(t).__name__}, not an object"))
             continue
         if not TURN_KEYS.issuperset(t):  # no set built for the usual two-key turn
-            for k in t.keys() - TURN_KEYS:
+            for k in (k for k in t if k not in TURN_KEYS):  # row order, not a set's (salted)
                 problems.append(("unrecognized-key", f"{where} has unrecognized key '{k}'"))
         raw_role = t.get("from")
         if raw_role is None:
@@ -91,6 +95,11 @@ def read(row: dict) -> tuple[Conversation | None, Problems]:
     return conv, problems
 
 
+def extra_fields(row: dict, key: str = "conversations") -> dict[str, Any]:
+    """The row's top-level fields that ShareGPT does not define, carried through unchanged."""
+    return {k: v for k, v in row.items() if k not in TOP_LEVEL and k != key}
+
+
 def _read_tools(raw: Any, problems: Problems) -> list | None:
     if raw is None or raw == "":
         return None
@@ -122,7 +131,7 @@ def _read_calls(value: str, where: str, problems: Problems, first: int) -> list[
         args = arguments_text(c.get("arguments", {}), f"{where} call {j}", problems)
         if args is None:
             return None
-        calls.append(ToolCall(name=name, arguments=args, id=c.get("id") or f"call_{first + j}"))
+        calls.append(ToolCall(name=name, arguments=args, id=c.get("id") or positional_id(first + j)))
     return calls
 
 
@@ -131,6 +140,7 @@ def write(conv: Conversation) -> tuple[dict[str, Any], list[str]]:
     out: list[dict[str, Any]] = []
     if conv.system is not None:
         out.append({"from": "system", "value": conv.system})
+    n_calls = 0
     for t in conv.turns:
         if t.parts:
             dropped.append("content parts (joined into one value)")
@@ -138,8 +148,13 @@ def write(conv: Conversation) -> tuple[dict[str, Any], list[str]]:
             if t.content is not None:
                 out.append(_turn("gpt", t.content, t))
             if t.tool_calls:
-                calls = [{"name": c.name, "arguments": arguments_value(c.arguments),
-                          **({"id": c.id} if c.id else {})} for c in t.tool_calls]
+                calls = []
+                for c in t.tool_calls:
+                    call = {"name": c.name, "arguments": arguments_value(c.arguments)}
+                    if c.id and c.id != positional_id(n_calls):  # a made-up id does not leak out
+                        call["id"] = c.id
+                    calls.append(call)
+                    n_calls += 1
                 value = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
                 # the weight rides on the first turn that carries this message
                 out.append(_turn("function_call", value, t if t.content is None else None))

@@ -1,0 +1,96 @@
+"""One JSONL file on every core: byte ranges cut at line starts, each handled by a worker
+process, the results handed back in file order.
+
+The data checks and conversions are pure Python, so one process uses one core; a file of a
+million rows is cut into a few ranges per core (progress moves as each one finishes). A
+worker's rows and lines count from its range's start: :func:`lines_in` says how many lines a
+range holds, so the caller can offset the next range's numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from gekro_ft.data.source import line_spans
+
+MIN_CHUNK_BYTES = 4 << 20  # below this, starting a worker costs more than it saves
+CHUNKS_PER_CORE = 4
+
+Span = tuple[int, int]
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def spans_for(path: str | Path) -> list[Span] | None:
+    """The byte ranges to handle ``path`` in, or None to handle it whole in this process
+    (one core, a gzipped or non-JSONL file, or one too small to be worth the workers)."""
+    cores = usable_cores()
+    return line_spans(path, cores * CHUNKS_PER_CORE, MIN_CHUNK_BYTES) if cores > 1 else None
+
+
+def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
+               on_bytes: Callable[[int], None] | None, args: tuple = (), *,
+               same_hash_seed: bool = False) -> list[Any]:
+    """``work(path, span, None, *args)`` for every span in worker processes; the results in
+    span order. ``same_hash_seed``: the workers hash strings alike (their results are compared)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the CLI's progress bar runs a thread, and a forked lock can hang
+    context = multiprocessing.get_context("spawn")
+    with _one_hash_seed() if same_hash_seed else nullcontext(), \
+            ProcessPoolExecutor(min(usable_cores(), len(spans)), mp_context=context,
+                                initializer=_leave_ctrl_c_to_the_parent) as pool:
+        futures = [pool.submit(work, path, span, None, *args) for span in spans]
+        results = []
+        try:
+            for span, fut in zip(spans, futures):
+                results.append(fut.result())
+                if on_bytes is not None:
+                    on_bytes(span[1] - span[0])
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return results
+
+
+def _leave_ctrl_c_to_the_parent() -> None:
+    """A Ctrl-C reaches the whole process group: the parent stops, cancels what has not
+    started and says so once; a worker printing its own traceback would only add noise."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextmanager
+def _one_hash_seed() -> Iterator[None]:
+    """Workers started inside share one ``PYTHONHASHSEED`` (a fresh random one)."""
+    import random
+
+    before = os.environ.get("PYTHONHASHSEED")
+    os.environ["PYTHONHASHSEED"] = str(random.SystemRandom().randrange(1, 2**32))
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONHASHSEED"]
+        else:
+            os.environ["PYTHONHASHSEED"] = before
+
+
+def lines_in(path: str | Path, span: Span) -> int:
+    """Lines in the span, blank ones included: what the next span's line numbers start after.
+    (Every span but the file's last ends just after a newline; the last's count is not used.)"""
+    n, left = 0, span[1] - span[0]
+    with open(path, "rb") as f:
+        f.seek(span[0])
+        while left > 0 and (block := f.read(min(left, 1 << 20))):
+            n += block.count(b"\n")
+            left -= len(block)
+    return n

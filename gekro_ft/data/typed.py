@@ -1,0 +1,125 @@
+"""The fast path of ``data validate``: a row decoded by msgspec straight into typed structs,
+checked on those structs once, for the rows that are plainly well formed.
+
+Most rows of a real file are plain chat turns: strings under known roles, no tool calls, no
+per-turn extras. msgspec checks all of that in C while it decodes, so what is left in
+Python is the shape of the conversation (looked up by its sequence of roles: a file has few
+distinct ones), empty turns, placeholders and the duplicate key. Every row that does not fit
+the structs, for any reason, goes through the schema reader and :func:`check_conversation`
+as before, so the findings are the same by construction: the structs only ever accept rows
+for which the reader would have found nothing, and the shape verdict comes from
+:func:`check_conversation` itself. ``tests/test_fast_validate.py`` compares both paths on a
+file with every finding code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal, NamedTuple
+
+import msgspec
+
+from gekro_ft.data.checks import check_conversation, placeholder_problems
+from gekro_ft.data.conversation import Conversation, Turn, normalized_text, normalized_turns
+from gekro_ft.data.schemas.fields import Problems
+
+
+class _ShareGPTTurn(msgspec.Struct, forbid_unknown_fields=True):
+    from_: Literal["human", "user", "gpt", "assistant", "model", "system"] = msgspec.field(name="from")
+    value: str
+
+
+class _ShareGPTRow(msgspec.Struct):  # other top-level keys (ids, tags) do not matter to the checks
+    conversations: list[_ShareGPTTurn]
+    system: str | None = None
+    tools: Any = None
+
+
+class _OpenAIMessage(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+
+
+class _OpenAIRow(msgspec.Struct):
+    messages: list[_OpenAIMessage]
+    tools: Any = None
+    functions: Any = None
+
+
+_SHAREGPT_ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "model": "assistant", "system": "system"}
+_OPENAI_ROLE = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_DECODERS = {"sharegpt": msgspec.json.Decoder(_ShareGPTRow), "openai": msgspec.json.Decoder(_OpenAIRow)}
+SCHEMAS = tuple(_DECODERS)
+
+
+class Plain(NamedTuple):
+    """A plainly well-formed row as the checks need it: no objects per turn."""
+
+    system: str | None
+    roles: tuple[str, ...]
+    texts: list[str]
+
+    def conversation(self, extra: dict[str, Any] | None = None) -> Conversation:
+        """As the schema reader would have read it (``extra``: the row's other top-level fields)."""
+        return Conversation([Turn(r, t) for r, t in zip(self.roles, self.texts)], self.system,
+                            extra={} if extra is None else extra)
+
+
+def plain_row(raw: bytes, schema: str | None) -> Plain | None:
+    """A JSONL line when it is plainly well formed in ``schema``, else None (then the schema
+    reader must read it and say what is wrong)."""
+    if schema not in _DECODERS:  # alpaca, or rows read by their own shape
+        return None
+    try:
+        row = _DECODERS[schema].decode(raw)
+    except msgspec.DecodeError:  # invalid JSON, a wrong type, an unknown role or turn key
+        return None
+    if schema == "sharegpt":
+        if row.tools not in (None, ""):
+            return None
+        roles = [_SHAREGPT_ROLE[t.from_] for t in row.conversations]
+        texts = [t.value for t in row.conversations]
+        system = row.system or None
+    else:
+        if row.tools is not None or row.functions is not None:
+            return None
+        roles = [_OPENAI_ROLE[m.role] for m in row.messages]
+        texts = [m.content for m in row.messages]
+        system = None
+    # the readers' rule: a system turn first (and, in ShareGPT, no top-level one) is the system
+    if system is None and roles and roles[0] == "system":
+        system = texts[0]
+        roles, texts = roles[1:], texts[1:]
+    return Plain(system, tuple(roles), texts)
+
+
+@lru_cache(maxsize=4096)
+def _shape_problems(roles: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """What :func:`check_conversation` says about a conversation of these roles whose turns all
+    have text without placeholders: it depends on nothing else."""
+    return tuple(check_conversation(Conversation([Turn(r, "x") for r in roles])))
+
+
+def check_plain(row: Plain, raw: bytes) -> Problems:
+    """:func:`check_conversation` for a row from :func:`plain_row` (no tool calls), with its
+    shape looked up rather than worked out again."""
+    if not all(t.strip() for t in row.texts):  # empty turns interleave: the full check
+        return check_conversation(row.conversation())
+    problems = list(_shape_problems(row.roles))
+    # '{' may be written \u007b in JSON; without either, the text holds no placeholder
+    if b"{{" in raw or b"\\u007" in raw:
+        problems.extend(placeholder_problems(row.conversation()))
+    return problems
+
+
+def duplicate_key(row: Plain | Conversation) -> int:
+    """``hash(normalized_text(conv))``: a str hash is salted per interpreter, so workers whose
+    keys must agree are started with one ``PYTHONHASHSEED`` (:mod:`chunks`).
+
+    Tried and dropped: hashing the texts as they are when the JSON line shows they need no
+    normalizing (no escapes, no double or edge spaces). Searching a line dense with spaces for
+    two-byte patterns took longer than splitting and joining the texts."""
+    if isinstance(row, Plain):
+        return hash(normalized_turns(row.system, ((r, t, None) for r, t in zip(row.roles, row.texts))))
+    return hash(normalized_text(row))

@@ -1,0 +1,126 @@
+"""The fast path of ``data validate`` (typed decoding, chunks on every core) finds exactly what
+the row-by-row reference finds: same codes, rows, lines, words and order."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from conftest import GOOD, oa, write_jsonl
+from gekro_ft.data import chunks, limits
+from gekro_ft.data.findings import CODES
+from gekro_ft.data.convert import convert_file
+from gekro_ft.data.validate import validate_file
+from test_findings import CASES, SCHEMA_SPECIFIC
+
+# Codes a validation without a model can give; the rest need a tokenizer (the fast path is
+# not taken then) or belong to conversion.
+WITHOUT_MODEL = set(CODES) - {"truncated-answer", "no-loss-tokens", "template-error",
+                              "template-mismatch", "unconvertible", "dropped-field"}
+
+
+def as_sharegpt(row):
+    """An OpenAI row of plain turns as ShareGPT, so both typed schemas are covered."""
+    if not isinstance(row, dict) or not isinstance(row.get("messages"), list) or not all(
+            isinstance(m, dict) and set(m) == {"role", "content"} and m["role"] in ("system", "user", "assistant")
+            for m in row["messages"]):
+        return row
+    tag = {"system": "system", "user": "human", "assistant": "gpt"}
+    return {"conversations": [{"from": tag[m["role"]], "value": m["content"]} for m in row["messages"]],
+            **{k: v for k, v in row.items() if k != "messages"}}
+
+
+def mixed_file(path, schema: str, n_clean: int, seed: int = 0):
+    """Clean rows (many duplicated, some whitespace variants) with every trigger row of
+    ``test_findings`` scattered among them, and blank lines."""
+    rng = random.Random(seed)
+    triggers = [r for _, bad, _ in CASES.values() for r in bad]
+    triggers += [r for (s, _), rows in SCHEMA_SPECIFIC.items() if s in (schema, "openai") for r in rows]
+    triggers += [{"messages": [{"role": "developer", "content": "Be {{tone}}."},
+                               {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ho"}]},
+                 oa(("user", "x\u007b{y}}"), ("assistant", "z")), {**GOOD, "tools": [{"type": "function"}]},
+                 {"conversations": [{"from": "system", "value": ""}, {"from": "human", "value": "q"},
+                                    {"from": "gpt", "value": "a"}], "system": ""},
+                 {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b", "weight": 0.5}]}]
+    lines = []
+    for i in range(n_clean):
+        q = rng.choice(["", "", " "]) + f"question {rng.randrange(n_clean // 3)}" + rng.choice(
+            ["", "", "", "", " ", "  \n", "\u3000", "\t"])
+        row = oa(("system", "Be brief.") if i % 2 else ("user", "hi"), ("user", q), ("assistant", "answer"),
+                 id=i) if i % 2 else oa(("user", q), ("assistant", "answer"), id=i)
+        lines.append(row)
+        if rng.random() < 0.05:
+            lines.append(rng.choice(triggers))
+        if rng.random() < 0.01:
+            lines.append("")
+    lines += triggers
+    rows = [as_sharegpt(r) if schema == "sharegpt" else r for r in lines]
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def findings(report):
+    return [(f.code, f.index, f.line, f.message) for f in report.findings], report.rows, report.usable_rows
+
+
+@pytest.mark.parametrize("schema", ["openai", "sharegpt", None])
+def test_fast_path_finds_what_the_reference_finds_in_one_chunk_and_in_many(tmp_path, monkeypatch, schema):
+    path = mixed_file(tmp_path / "mixed.jsonl", schema or "openai", 3000)
+    reference = validate_file(path, schema, fast=False)
+    codes = {f.code for f in reference.findings}
+    assert WITHOUT_MODEL - codes <= {"row-too-large", "no-rows", "too-few-examples"}, WITHOUT_MODEL - codes
+    one = validate_file(path, schema)
+    assert findings(one) == findings(reference)
+    # small chunks in worker processes: duplicates and line numbers across chunk borders
+    monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    seen = []
+    many = validate_file(path, schema, on_bytes=seen.append)
+    assert len(seen) > 4 and sum(seen) == path.stat().st_size
+    assert findings(many) == findings(reference)
+    assert many.by_code()["duplicate-row"] > 100
+
+
+def test_the_file_level_codes_and_a_row_too_large_agree(tmp_path):
+    empty = write_jsonl(tmp_path / "empty.jsonl", [])
+    assert findings(validate_file(empty, "openai")) == findings(validate_file(empty, "openai", fast=False))
+    few = write_jsonl(tmp_path / "few.jsonl", [GOOD, "", GOOD])
+    assert findings(validate_file(few, "openai")) == findings(validate_file(few, "openai", fast=False))
+    big = tmp_path / "big.jsonl"
+    with open(big, "w") as f:
+        f.write(json.dumps(GOOD) + "\n" + '{"messages": "' + "x" * (limits.MAX_ROW_BYTES + 10) + '"}\n'
+                + json.dumps(GOOD) + "\n")
+    fast, ref = validate_file(big, "openai"), validate_file(big, "openai", fast=False)
+    assert findings(fast) == findings(ref) and "row-too-large" in fast.by_code()
+
+
+@pytest.mark.parametrize("to", ["openai", "sharegpt", "alpaca"])
+@pytest.mark.parametrize("source", ["openai", "sharegpt"])
+def test_convert_writes_what_the_row_by_row_reference_writes_in_one_chunk_and_in_many(tmp_path, monkeypatch,
+                                                                                      source, to):
+    path = mixed_file(tmp_path / "mixed.jsonl", source, 3000)
+    reference = convert_file(path, tmp_path / "reference.jsonl", to, source, fast=False)
+    one = convert_file(path, tmp_path / "one.jsonl", to, source)
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+    assert one.to_dict() | {"target": ""} == reference.to_dict() | {"target": ""}
+    monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    seen = []
+    many = convert_file(path, tmp_path / "many.jsonl", to, source, on_bytes=seen.append)
+    assert len(seen) > 4 and sum(seen) == path.stat().st_size
+    assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert many.to_dict() | {"target": ""} == one.to_dict() | {"target": ""}
+    assert one.refused > 50 and one.findings
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.jsonl", "mixed.jsonl", "one.jsonl",
+                                                         "reference.jsonl"]  # no part files left
+
+
+def test_a_router_escalation_log_with_extra_top_level_fields_is_clean(tmp_path):
+    """OpenAI chat rows with the router's own fields beside ``messages``: read, not refused."""
+    rows = [oa(("user", f"Where is order {i}?"), ("assistant", f"Order {i} ships today."),
+               escalated_at="2026-12-01T10:00:00Z", local_confidence=0.31, route={"reason": "low-logprob"})
+            for i in range(12)]
+    path = write_jsonl(tmp_path / "escalations.jsonl", rows)
+    for fast in (True, False):
+        report = validate_file(path, fast=fast)
+        assert (report.schema, report.errors, report.warnings, report.usable_rows) == ("openai", 0, 0, 12)
