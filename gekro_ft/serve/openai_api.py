@@ -63,7 +63,7 @@ def _error_body(status: int, message: str, type_: str, param: str | None = None,
                         status_code=status, headers=headers)
 
 
-class _Guard:
+class RequestGuard:
     """Outermost layer: a request id on every request and response, the API key, and no 5xx
     (an unexpected exception included) that goes unlogged."""
 
@@ -123,7 +123,7 @@ def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
 
     app = FastAPI(title="gekro-ft CPU engine", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
-    app.add_middleware(_Guard, api_key=api_key)
+    app.add_middleware(RequestGuard, api_key=api_key)
     created = int(time.time())
 
     @app.exception_handler(APIError)
