@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -190,3 +191,72 @@ def test_the_frontier_killed_mid_run_falls_back_with_nothing_lost(engine, tmp_pa
     counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
                   if line.startswith("gekro_route_requests_total{"))
     assert counted == total
+
+
+def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompute(engine, tmp_path, cli):
+    """The shipped ticket suite, limited to 8 examples (a copy with `limit: 8`), the adapter local,
+    the base model standing in for the frontier, priced as gpt-4.1-mini."""
+    from gekro_ft.eval.metrics import score, success_rate
+    from gekro_ft.eval.recordings import request_key
+    from gekro_ft.eval.runner import load_examples
+    from gekro_ft.eval.suite import load_suite
+    from gekro_ft.route.profile import load_route_profile
+
+    suite_doc = yaml.safe_load((ROOT / "eval" / "ticket-extraction.yaml").read_text())
+    suite_doc.update(data=str(TICKETS), limit=8)
+    suite_doc["metrics"][2]["schema"] = str(SCHEMA)
+    suite_file = tmp_path / "tickets8.yaml"
+    suite_file.write_text(yaml.safe_dump(suite_doc))
+    out = tmp_path / "route"
+    result = cli("route", "calibrate", str(suite_file), "--local", engine, "--local-model", "tickets",
+                 "--frontier", engine, "--frontier-model", BASE, "--frontier-price", "gpt-4.1-mini",
+                 "--local-usd-per-1m", "0.5", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "route.json").read_text())
+    assert doc["schema_version"] == 1 and len(doc["per_example"]) == 8
+    for name in ("route.md", "route.html", "quality_vs_cost.png", "escalation_rate.png", "route-profile.yaml"):
+        assert (out / name).is_file(), name
+
+    # Recompute every curve point from the per-example rows and the stated inputs: the answers are
+    # replayed from the recordings (nothing generated twice) and scored with the suite's metrics.
+    suite = load_suite(suite_file)
+    examples = load_examples(suite)
+    refs = [e.reference for e in examples]
+    settings = suite.generation.model_dump()
+
+    def replay(path: Path, model: str, extra: dict) -> list[dict]:  # in example order, by request key
+        recorded = {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+        return [recorded[request_key(model, e.conv.prompt_messages(), {**settings, **extra})] for e in examples]
+
+    local = replay(out / "recordings" / "local-tickets.jsonl", "tickets", {"logprobs": True})
+    frontier = replay(out / "recordings" / f"{BASE}.jsonl", BASE, {})
+    local_rows, _ = score(suite.metrics, [r["text"] for r in local], refs)
+    frontier_rows, _ = score(suite.metrics, [r["text"] for r in frontier], refs)
+    metric, per_1m = doc["inputs"]["metric"], doc["inputs"]["local_usd_per_1m_output_tokens"]
+    price = doc["inputs"]["frontier_price"]
+    assert metric == "field_f1" and per_1m == 0.5
+    ex = doc["per_example"]
+    for e, f in zip(ex, frontier):
+        # the frontier's bill: input × $/1M in + output × $/1M out
+        assert e["frontier"]["usd"] == pytest.approx((f["input_tokens"] * price["input_per_m"]
+                                                      + f["output_tokens"] * price["output_per_m"]) / 1e6)
+    for p in doc["curve"]:
+        t = -math.inf if p["threshold"] is None else p["threshold"]
+        esc = {i for i, e in enumerate(ex) if e["failed_checks"]
+               or (e["scores"][p["score"]] if e["scores"][p["score"]] is not None else -math.inf) < t}
+        rows = [frontier_rows[i] if i in esc else local_rows[i] for i in range(8)]
+        f1 = sum(r["field_f1"] for r in rows) / 8
+        usd = sum(e["local"]["output_tokens"] for e in ex) * per_1m / 1e6 + sum(ex[i]["frontier"]["usd"] for i in esc)
+        delivered = sum(ex[i]["frontier" if i in esc else "local"]["output_tokens"] for i in range(8))
+        assert p["escalated"] == len(esc)
+        assert p["quality"]["field_f1"] == pytest.approx(f1)
+        assert p["quality"]["success_rate"] == pytest.approx(success_rate(rows, "exact_match", 1.0))
+        assert p["usd"] == pytest.approx(usd) and p["usd_per_1m_output_tokens"] == pytest.approx(usd / delivered * 1e6)
+    chosen = doc["chosen"]
+    floor = doc["frontier_only"]["quality"]["field_f1"] - 0.02
+    within = [p for p in doc["curve"] if p["quality"]["field_f1"] >= floor - 1e-12]
+    assert chosen["usd"] == min(p["usd"] for p in within)
+    assert doc["saving"]["usd_per_month"] == pytest.approx(
+        (doc["frontier_only"]["usd_per_request"] - chosen["usd_per_request"]) * 1e6)
+    profile = load_route_profile(str(out / "route-profile.yaml"))  # the written profile loads
+    assert profile.local.model == "tickets" and profile.checks.json_valid

@@ -64,11 +64,12 @@ def serve(profile: str, overrides: tuple[str, ...], prices: str | None) -> None:
               help="The volume the monthly saving is stated at.")
 @click.option("--prices", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A price table adding to the shipped one.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the suite's first N examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the chosen point as JSON.")
 def calibrate(suite: str, local_url: str, local_model: str, frontier: str, frontier_model: str | None,
               frontier_price: str | None, out_dir: Path, metric: str | None, margin: float, local_gpu: str | None,
               local_tokens_per_s: float | None, bench: Path | None, local_usd_per_1m: float | None,
-              requests_per_month: float, prices: Path | None, as_json: bool) -> None:
+              requests_per_month: float, prices: Path | None, limit: int | None, as_json: bool) -> None:
     """Run SUITE through the local model and the frontier, sweep the thresholds, write the report
     and the cheapest profile whose quality stays within --margin of the frontier alone.
 
@@ -86,7 +87,7 @@ def calibrate(suite: str, local_url: str, local_model: str, frontier: str, front
                                  metric=metric, margin=margin, local_gpu=local_gpu,
                                  local_tokens_per_s=local_tokens_per_s, bench=bench,
                                  local_usd_per_1m=local_usd_per_1m, requests_per_month=requests_per_month,
-                                 prices=prices)
+                                 prices=prices, limit=limit)
     if as_json:
         print_json({"chosen": doc["chosen"], "saving": doc["saving"], "files": {k: str(v) for k, v in paths.items()}})
         return

@@ -246,12 +246,15 @@ def run_calibration(suite_name: str, *, local_url: str, local_model: str, fronti
                     frontier_model: str | None, frontier_price: str | None, out_dir: Path,
                     metric: str | None, margin: float, local_gpu: str | None, local_tokens_per_s: float | None,
                     bench: Path | None, local_usd_per_1m: float | None, requests_per_month: float,
-                    prices: Path | None) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Calibrate on a suite and write the report and the chosen profile into ``out_dir``."""
+                    prices: Path | None, limit: int | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Calibrate on a suite (its first ``limit`` examples) and write the report and the chosen
+    profile into ``out_dir``."""
     from gekro_ft.eval.suite import load_suite
     from gekro_ft.route.report import write_calibration
 
     suite = load_suite(suite_name)
+    if limit is not None:
+        suite = suite.model_copy(update={"limit": limit})
     if metric is not None and metric not in [*aggregate_names(suite.metrics), "success_rate"]:
         raise RouteError(f"--metric {metric!r} is not an aggregate of {suite.name}'s metrics "
                          f"({', '.join(aggregate_names(suite.metrics))})")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from gekro_ft.config import ConfigKind, resolve_paths, validate
+from gekro_ft.config import ConfigKind, inside_package, resolve_paths, shipped, validate
 from gekro_ft.errors import RouteProfileError
 from gekro_ft.keys import is_loopback
 
@@ -198,7 +198,11 @@ class RouteProfile(_Section):
                                     "set api_key_env and export it, or listen on 127.0.0.1")
 
     def log_path(self) -> Path:
-        return Path(self.escalation_log)
+        """The escalation log; a shipped profile's log goes to the working directory, not into
+        the installed package (or the checkout's serve/route)."""
+        path = Path(self.escalation_log)
+        shipped_here = path.resolve().is_relative_to(shipped("serve", "route"))  # a checkout's links resolved
+        return Path.cwd() / path.name if inside_package(path) or shipped_here else path
 
     def summary_path(self) -> Path:
         return Path(self.cost_summary) if self.cost_summary else self.log_path().with_suffix(".costs.json")
