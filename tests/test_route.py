@@ -7,10 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
-import sys
-import threading
-from pathlib import Path
 
 import httpx
 import pytest
@@ -23,9 +19,8 @@ from gekro_ft.route.calibrate import choose, sweep
 from gekro_ft.route.confidence import field_logprobs, scores
 from gekro_ft.route.policy import after_answer, before_generation
 from gekro_ft.route.profile import load_route_profile, route_profile_from
-from serving import free_port
+from serving import fake_openai, free_port
 
-FAKE = Path(__file__).with_name("fake_openai_server.py")
 SECRET = "sk-route-test-0123456789"
 
 
@@ -137,17 +132,8 @@ def test_the_sweep_and_the_choice_worked_example(tmp_path):
 
 @pytest.fixture(scope="module")
 def fake_port():
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", "0", "--tokens", "3"], stdout=subprocess.PIPE,
-                            text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(30)
-    try:
-        yield int(line[0].split()[1])
-    finally:
-        proc.kill()
-        proc.wait()
+    with fake_openai("--tokens", "3") as (_, port):
+        yield port
 
 
 def _route(profile, requests, headers=None):

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -23,16 +22,15 @@ import pytest
 import yaml
 
 from gekro_ft.route.confidence import scores
-from serving import free_port, server_process
+from serving import adapter_server, fake_openai, free_port, server_process
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKETS = ROOT / "eval" / "ticket-extraction" / "openai.jsonl"
 SCHEMA = ROOT / "eval" / "ticket-extraction" / "ticket.schema.json"
-FAKE = Path(__file__).with_name("fake_openai_server.py")
 BASE = "smollm2-135m-instruct"
-N_TICKETS = 6
+N_TICKETS = 4
 MAX_TOKENS = 64
 
 
@@ -43,11 +41,8 @@ def _prompt(row: dict) -> list[dict]:
 @pytest.fixture(scope="module")
 def engine(trained_adapter, tmp_path_factory):
     adapter, _ = trained_adapter
-    tmp = tmp_path_factory.mktemp("route-engine")
-    port = free_port()
-    with server_process(["serve", "--engine", "cpu", "--port", str(port), "--adapter", f"tickets={adapter}"],
-                        port, log=tmp / "engine.log"):
-        yield f"http://127.0.0.1:{port}/v1"
+    with adapter_server(adapter, tmp_path_factory.mktemp("route-engine")) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +61,7 @@ def _router(tmp: Path, doc: dict, name: str):
 def test_checks_confidence_capacity_and_rules_escalate_exactly_their_requests(engine, tickets, tmp_path):
     # The local answers' own confidence, asked of the engine directly: the threshold is put in the
     # widest gap between the sorted min-field scores, so the router's split is known in advance.
-    local = [httpx.post(f"{engine}/chat/completions", timeout=120, json={
+    local = [httpx.post(f"{engine}/chat/completions", timeout=600, json={
         "model": "tickets", "messages": m, "max_tokens": MAX_TOKENS, "temperature": 0, "logprobs": True}).json()
         for m in tickets]
     conf = [scores(a["choices"][0]["logprobs"]["content"])["min_field_logprob"] for a in local]
@@ -76,8 +71,8 @@ def test_checks_confidence_capacity_and_rules_escalate_exactly_their_requests(en
     low = {i for i, c in enumerate(conf) if c < threshold}
     assert 0 < len(low) < len(tickets)
 
-    doc = {"local": {"url": engine, "model": "tickets"},
-           "frontier": {"url": engine, "model": BASE, "price": "gpt-4.1-mini"},
+    doc = {"local": {"url": engine, "model": "tickets", "timeout_s": 600},
+           "frontier": {"url": engine, "model": BASE, "price": "gpt-4.1-mini", "timeout_s": 600},
            "rules": {"local": ["extract"], "frontier": ["plan"], "default": "local"},
            "capacity": {"max_prompt_tokens": 400},
            "checks": {"json_valid": True},
@@ -100,7 +95,7 @@ def test_checks_confidence_capacity_and_rules_escalate_exactly_their_requests(en
         # far over 400 prompt tokens: capacity; a "plan" task: the rule (sent streamed, passed through)
         long = [{"role": "user", "content": "Summarize this ticket: " + "the printer jams again. " * 150}]
         big = client.chat.completions.with_raw_response.create(model="tickets", messages=long, max_tokens=8)
-        with httpx.stream("POST", f"{url}/chat/completions", headers={"X-Gekro-Task": "plan"}, timeout=120,
+        with httpx.stream("POST", f"{url}/chat/completions", headers={"X-Gekro-Task": "plan"}, timeout=600,
                           json={"model": "tickets", "messages": [{"role": "user", "content": "Plan a launch."}],
                                 "max_tokens": 8, "stream": True}) as planned:
             chunks = [orjson.loads(line[6:]) for line in planned.iter_lines() if line.startswith("data: {")]
@@ -144,14 +139,12 @@ def test_checks_confidence_capacity_and_rules_escalate_exactly_their_requests(en
 
 
 def test_the_frontier_killed_mid_run_falls_back_with_nothing_lost(engine, tmp_path):
-    fake = subprocess.Popen([sys.executable, str(FAKE), "--port", "0", "--tokens", "3"],
-                            stdout=subprocess.PIPE, text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(fake.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(30)
-    fake_port = int(line[0].split()[1])
-    doc = {"local": {"url": engine, "model": "tickets"},
+    with fake_openai("--tokens", "3") as (fake, fake_port):
+        _kill_mid_run(engine, tmp_path, fake, fake_port)
+
+
+def _kill_mid_run(engine: str, tmp_path: Path, fake: subprocess.Popen, fake_port: int) -> None:
+    doc = {"local": {"url": engine, "model": "tickets", "timeout_s": 600},
            "frontier": {"url": f"http://127.0.0.1:{fake_port}/v1", "model": "fake-base", "price": "gpt-4.1-mini",
                         "on_error": "open", "max_retries": 1, "backoff_s": 0.05, "timeout_s": 5},
            "rules": {"default": "frontier"}}  # everything goes to the frontier while it is up
@@ -174,13 +167,9 @@ def test_the_frontier_killed_mid_run_falls_back_with_nothing_lost(engine, tmp_pa
 
             return await asyncio.gather(*(one() for _ in range(total)))
 
-    try:
-        with server:
-            responses = asyncio.run(load())
-            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-    finally:
-        fake.kill()
-        fake.wait()
+    with server:
+        responses = asyncio.run(load())
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert [r.status_code for r in responses] == [200] * total  # every request answered
     routes = [r.json()["gekro_route"] for r in responses]
     by_frontier = sum(1 for x in routes if x["upstream"] == "frontier")
