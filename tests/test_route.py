@@ -227,3 +227,29 @@ def test_a_bad_request_is_passed_back_and_a_key_never_leaks(tmp_path, fake_port,
     assert r.status_code == 503 and SECRET not in r.text and SECRET not in metrics
     (bad,), _ = _route(route_profile_from(doc), [{"model": "tickets", "messages": []}])
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_value"
+
+
+def test_a_streamed_escalation_is_passed_through_and_logged_whole(tmp_path, fake_port):
+    from gekro_ft.route.server import Router, create_router_app
+
+    p = route_profile_from(_doc(tmp_path, fake_port, rules={"frontier": ["plan"]}))
+
+    async def go():
+        router = Router(p)
+        app = create_router_app(router)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://router") as c:
+            r = await c.post("/v1/chat/completions", headers={"X-Gekro-Task": "plan"},
+                             json={**ASK, "stream": True, "stream_options": {"include_usage": True}})
+            metrics = (await c.get("/metrics")).text
+        await router.close()
+        return r, metrics
+
+    r, metrics = asyncio.run(go())
+    chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert r.headers["x-gekro-upstream"] == "frontier" and chunks[0]["gekro_route"]["reason"] == "rule"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == " hello" * 3  # the fake's answer: 3 tokens of " hello"
+    row = json.loads((tmp_path / "esc.jsonl").read_text())
+    assert row["messages"][-1]["content"] == text and row["gekro_route"]["reason"] == "rule"
+    # usage rode on the last chunk: 3 output tokens billed to the frontier
+    assert 'gekro_route_tokens_total{direction="output",tenant="default",upstream="frontier"} 3.0' in metrics

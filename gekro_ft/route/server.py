@@ -232,18 +232,26 @@ class Router:
         route = orjson.dumps(decision.public())
 
         async def relay():
-            first = True
+            first, text, done = True, [], False
             try:
                 async for line in upstream.aiter_lines():
-                    if first and line.startswith("data: {"):  # the route rides on the first chunk
-                        line = line[:-1] + ',"gekro_route":' + route.decode() + "}"
-                        first = False
-                    usage = _stream_usage(line)
-                    if usage is not None:
-                        self._bill(tenant, decision.upstream, {"usage": usage})
+                    if line.startswith("data: {"):
+                        chunk = _chunk(line)
+                        usage = chunk.get("usage")
+                        if usage:
+                            self._bill(tenant, decision.upstream, {"usage": usage})
+                        text += [c.get("delta", {}).get("content") or "" for c in chunk.get("choices") or []]
+                        if first:  # the route rides on the first chunk
+                            line = line[:-1] + ',"gekro_route":' + route.decode() + "}"
+                            first = False
+                    done = done or line == "data: [DONE]"
                     yield (line + "\n").encode()
             finally:
                 await upstream.aclose()
+            if done and decision.upstream == FRONTIER:  # a whole streamed escalation is logged like any other
+                row = escalation_row(body["messages"], "".join(text), None, decision.public(),
+                                     self.frontier.target.model)
+                await asyncio.to_thread(self.escalations.append, row)
 
         headers = {"Cache-Control": "no-cache", UPSTREAM_HEADER: decision.upstream, REASON_HEADER: decision.reason}
         return self._record(StreamingResponse(relay(), media_type="text/event-stream", headers=headers),
@@ -254,13 +262,12 @@ class Router:
         await self.frontier.close()
 
 
-def _stream_usage(line: str) -> dict[str, Any] | None:
-    if not line.startswith("data: {") or '"usage"' not in line:
-        return None
+def _chunk(line: str) -> dict[str, Any]:
     try:
-        return orjson.loads(line[6:]).get("usage")
+        chunk = orjson.loads(line[6:])
     except orjson.JSONDecodeError:
-        return None
+        return {}
+    return chunk if isinstance(chunk, dict) else {}
 
 
 def _as_stream(answer: dict[str, Any], body: dict[str, Any]):
