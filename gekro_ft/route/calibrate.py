@@ -208,7 +208,8 @@ def _gate_metric(suite: Suite) -> str:
     """The first aggregate the suite's gate compares the sides on (field_f1 for the ticket suite)."""
     used = suite.gate.names()["candidate"] | suite.gate.names()["baseline"]
     names = [n for n in aggregate_names(suite.metrics) if n in used]
-    return names[0] if names else suite.success.metric
+    text = suite.gate.text
+    return min(names, key=lambda n: text.find(n)) if names else suite.success.metric  # first as written
 
 
 def _safe(name: str) -> str:
