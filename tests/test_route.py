@@ -114,7 +114,7 @@ def test_the_sweep_and_the_choice_worked_example(tmp_path):
                 for s in (-0.1, -0.2, -0.9)]
     result = sweep(metrics, ("exact_match", 1.0), examples, local_rows, frontier_rows, local_per_token=1e-5)
     # local cost is paid on all 3: 30 tokens × 1e-5 = $0.0003
-    mean = [p for p in result["curve"] if p["score"] == "mean_logprob"]
+    mean = [p for p in result["curve"] if p["score"] == "mean_logprob" and p["checks"]]
     # thresholds: none (checks only), -0.9, -0.2, -0.1, 0.0 -> escalate 0, 0, 1, 2, 3 examples
     assert [p["escalated"] for p in mean] == [0, 0, 1, 2, 3]
     t02 = mean[2]  # escalates example 2 (score -0.9 < -0.2): all three right

@@ -232,7 +232,7 @@ def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompu
                                                       + f["output_tokens"] * price["output_per_m"]) / 1e6)
     for p in doc["curve"]:
         t = -math.inf if p["threshold"] is None else p["threshold"]
-        esc = {i for i, e in enumerate(ex) if e["failed_checks"]
+        esc = {i for i, e in enumerate(ex) if (p["checks"] and e["failed_checks"])
                or (e["scores"][p["score"]] if e["scores"][p["score"]] is not None else -math.inf) < t}
         rows = [frontier_rows[i] if i in esc else local_rows[i] for i in range(8)]
         f1 = sum(r["field_f1"] for r in rows) / 8
@@ -249,4 +249,5 @@ def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompu
     assert doc["saving"]["usd_per_month"] == pytest.approx(
         (doc["frontier_only"]["usd_per_request"] - chosen["usd_per_request"]) * 1e6)
     profile = load_route_profile(str(out / "route-profile.yaml"))  # the written profile loads
-    assert profile.local.model == "tickets" and profile.checks.json_valid
+    assert profile.local.model == "tickets"
+    assert bool(profile.checks and profile.checks.json_valid) == chosen["checks"]

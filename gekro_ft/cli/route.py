@@ -95,8 +95,10 @@ def calibrate(suite: str, local_url: str, local_model: str, frontier: str, front
     if chosen is None:
         out.print(f"no policy keeps {metric_name} within {margin:g} of the frontier alone; no profile written")
     else:
-        rule = "checks only" if chosen["threshold"] is None else f"{chosen['score']} < {chosen['threshold']:.4g}"
-        out.print(f"chosen: escalate on {rule}: {chosen['escalation_rate']:.1%} escalated, {metric_name} "
+        rule = " and ".join([*(["a check fails"] if chosen["checks"] else []),
+                             *([f"{chosen['score']} < {chosen['threshold']:.4g}"] if chosen["threshold"] is not None
+                               else [])]) or "never"
+        out.print(f"chosen: escalate when {rule}: {chosen['escalation_rate']:.1%} escalated, {metric_name} "
                   f"{chosen['quality'][metric_name]:.4f} (frontier alone "
                   f"{doc['frontier_only']['quality'][metric_name]:.4f}), "
                   f"${doc['saving']['usd_per_month']:,.2f}/month saved at {requests_per_month:,.0f} requests")

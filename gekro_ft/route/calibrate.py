@@ -6,8 +6,8 @@ own providers (``openai:MODEL``, a URL, or ``recording:FILE``; recorded and repl
 eval does). Each example gets its local answer's confidence scores, the suite's checks
 (its ``json_valid`` / ``json_schema`` metrics) and both answers' per-example metric rows.
 
-A policy is (score, threshold): an example escalates when a check fails or its score is
-below the threshold. For each score, every distinct value is a threshold worth trying
+A policy is (checks on or off, score, threshold): an example escalates when a check fails
+(checks on) or its score is below the threshold. For each score, every distinct value is a threshold worth trying
 (between two consecutive values nothing changes), plus ``-inf`` (checks only; ``null`` in
 the report, as is the score of an answer without tokens, which is ``-inf``). At each
 point, with E the escalated examples:
@@ -118,14 +118,17 @@ def sweep(metrics: list[Metric], success: tuple[str, float], examples: list[dict
 
     failed = {i for i, e in enumerate(examples) if e["failed_checks"]}
     curve = []
-    for name in CONFIDENCE_SCORES:
-        values = sorted({e["scores"][name] for e in examples if math.isfinite(e["scores"][name])})
-        for t in [-math.inf, *values, 0.0]:
-            escalated = failed | {i for i, e in enumerate(examples) if e["scores"][name] < t}
-            # -inf (checks only) is stored as null: JSON has no infinity
-            curve.append(point(escalated, True, score=name, threshold=None if t == -math.inf else t))
-    return {"curve": curve, "frontier_only": point(set(range(n)), False, score=None, threshold=None),
-            "local_only": point(set(), True, score=None, threshold=None)}
+    for checks in (True, False):  # a check that escalates good answers is worth leaving out
+        for name in CONFIDENCE_SCORES:
+            values = sorted({e["scores"][name] for e in examples if math.isfinite(e["scores"][name])})
+            for t in [-math.inf, *values, 0.0]:
+                escalated = (failed if checks else set()) | {i for i, e in enumerate(examples)
+                                                             if e["scores"][name] < t}
+                # -inf (no confidence part) is stored as null: JSON has no infinity
+                curve.append(point(escalated, True, checks=checks, score=name,
+                                   threshold=None if t == -math.inf else t))
+    return {"curve": curve, "frontier_only": point(set(range(n)), False, checks=False, score=None, threshold=None),
+            "local_only": point(set(), True, checks=False, score=None, threshold=None)}
 
 
 def choose(result: dict[str, Any], metric: str, margin: float) -> dict[str, Any] | None:
@@ -266,7 +269,7 @@ def run_calibration(suite_name: str, *, local_url: str, local_model: str, fronti
                     margin=margin, local_usd_per_1m_output=per_1m, local_cost_basis=basis,
                     requests_per_month=requests_per_month, prices=prices)
     checks = {}
-    for m in suite_checks(suite).metrics:
+    for m in (suite_checks(suite).metrics if doc["chosen"] and doc["chosen"]["checks"] else []):
         if isinstance(m, JsonValid):
             checks["json_valid"] = True
         else:

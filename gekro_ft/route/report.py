@@ -49,9 +49,9 @@ def _plot_quality_vs_cost(doc: dict[str, Any], path: Path) -> Path:
     metric = doc["inputs"]["metric"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in sorted({p["score"] for p in doc["curve"]}):
-        pts = [p for p in doc["curve"] if p["score"] == name]
+        pts = [p for p in doc["curve"] if p["score"] == name and p["checks"]]
         ax.plot([p["usd_per_1m_output_tokens"] for p in pts], [p["quality"][metric] for p in pts],
-                marker=".", linewidth=1, label=name)
+                marker=".", linewidth=1, label=f"{name} (with checks)")
     for key, marker in (("frontier_only", "s"), ("local_only", "^")):
         p = doc[key]
         ax.scatter([p["usd_per_1m_output_tokens"]], [p["quality"][metric]], marker=marker, s=80, zorder=3,
@@ -71,7 +71,7 @@ def _plot_escalation(doc: dict[str, Any], path: Path) -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for name in sorted({p["score"] for p in doc["curve"]}):
-        pts = [p for p in doc["curve"] if p["score"] == name and p["threshold"] is not None]
+        pts = [p for p in doc["curve"] if p["score"] == name and p["checks"] and p["threshold"] is not None]
         ax.step([p["threshold"] for p in pts], [p["escalation_rate"] for p in pts], where="post", label=name)
     ax.set_xlabel("threshold (log-probability)")
     ax.set_ylabel("escalation rate")
@@ -97,8 +97,9 @@ def markdown(doc: dict[str, Any]) -> str:
     rows = [row("frontier only", doc["frontier_only"]), row("local only", doc["local_only"])]
     if doc["chosen"]:
         c = doc["chosen"]
-        rule = "checks only" if c["threshold"] is None else f"{c['score']} < {c['threshold']:.4g}"
-        rows.append(row(f"chosen: {rule}", c))
+        rule = " and ".join([*(["a check fails"] if c["checks"] else []),
+                             *([f"{c['score']} < {c['threshold']:.4g}"] if c["threshold"] is not None else [])])
+        rows.append(row(f"chosen: escalate when {rule or 'never'}", c))
     lines = [f"# Route calibration: {inputs['suite']}", "",
              f"{inputs['examples']} examples through the local model `{inputs['local']['model']}` "
              f"({inputs['local']['url']}) and the frontier `{inputs['frontier'].get('spec')}`. "
