@@ -11,9 +11,10 @@ One CPU-engine process serves the adapter; two router processes sit in front of 
 
 `gekro-ft bench` (streamed chat, concurrency 1, the ticket eval prompts) runs against the
 engine directly and through each router, in turns (A B C, A B C, …) so that load from other
-work on a shared machine falls on all three alike. The frontier is never reached: the
-confidence threshold is -100 and the adapter answers valid JSON, so the figures are the
-router's own cost. Prints TTFT and E2EL medians per target and the ratios to direct.
+work on a shared machine falls on all three alike. The confidence threshold is -100, so
+only a failed check escalates (to the base model on the same engine); the count of
+escalations is printed, since their frontier answers are in the deciding router's latency.
+Prints TTFT and E2EL medians per target and the ratios to direct.
 """
 
 from __future__ import annotations
