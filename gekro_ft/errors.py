@@ -150,6 +150,12 @@ class ProfileError(ConfigError):
     kind = "serve profile"
 
 
+class RouteProfileError(ConfigError):
+    """A route profile (the router's policy) cannot be found, parsed or validated."""
+
+    kind = "route profile"
+
+
 class PipelineConfigError(ConfigError):
     """A pipeline file."""
 

@@ -72,3 +72,32 @@ def make_adapter(path: Path, seed: int = 0, r: int = 8) -> Path:
         {"schema_version": 1, "base_model": {"name": "smollm2-135m-instruct", "source": base.source,
                                               "kind": "bundled"}}))
     return path
+
+
+@contextlib.contextmanager
+def adapter_server(adapter: Path, log_dir: Path, name: str = "tickets"):
+    """The CPU engine serving ``adapter`` as ``name`` (and the bundled base) on a free port; yields its root URL."""
+    port = free_port()
+    with server_process(["serve", "--engine", "cpu", "--port", str(port), "--adapter", f"{name}={adapter}"],
+                        port, log=log_dir / "server.log"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def fake_openai(*args: str):
+    """``tests/fake_openai_server.py ARGS`` as a process on a free port; yields (process, port)."""
+    import threading
+
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_openai_server.py")), "--port", "0",
+                             *args], stdout=subprocess.PIPE, text=True)
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(30)
+    try:
+        if not line or not line[0].startswith("PORT "):
+            raise RuntimeError("the fake OpenAI server did not start")
+        yield proc, int(line[0].split()[1])
+    finally:
+        proc.kill()
+        proc.wait()

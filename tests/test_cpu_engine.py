@@ -113,3 +113,25 @@ def test_errors_are_openai_shaped(server):
     r = httpx.post(f"{server}/v1/chat/completions", headers=h, content=b"{not json")
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     assert httpx.get(f"{server}/health").json()["status"] == "ok"  # /health needs no key
+
+
+def test_logprobs_whole_and_streamed_agree_with_the_text_through_the_openai_client(server):
+    import math
+
+    c = client(server)
+    whole = c.chat.completions.create(model="noisy", messages=ASK, max_tokens=6, temperature=0,
+                                      logprobs=True, top_logprobs=3)
+    content = whole.choices[0].logprobs.content
+    assert len(content) == whole.usage.completion_tokens  # one entry per generated token
+    # greedy: the chosen token is the likeliest, so it heads its own top-3 and its logprob is theirs
+    for entry in content:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) == 3
+        assert math.isclose(entry.top_logprobs[0].logprob, entry.logprob, abs_tol=1e-5)
+        assert bytes(entry.bytes).decode("utf-8") == entry.token
+    assert "".join(e.token for e in content).strip() == whole.choices[0].message.content.strip()
+    stream = c.chat.completions.create(model="noisy", messages=ASK, max_tokens=6, temperature=0,
+                                       logprobs=True, stream=True)
+    streamed = [e for ch in stream if ch.choices and ch.choices[0].logprobs
+                for e in ch.choices[0].logprobs.content]
+    assert [e.token for e in streamed] == [e.token for e in content]
+    assert [round(e.logprob, 4) for e in streamed] == [round(e.logprob, 4) for e in content]

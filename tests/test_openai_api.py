@@ -420,3 +420,43 @@ def test_the_key_guards_all_but_health():
         _openai_error(httpx.get(f"{url}/v1/nope", headers={"Authorization": "Bearer wrong"}), 401)
         assert httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer k-123"}).status_code == 200
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+# --- token log-probabilities, shaped as OpenAI's -----------------------------------------------
+
+class LogprobEngine(FakeEngine):
+    """Each "x" token comes with a log-probability entry, as the real engine emits them: the
+    first token's logprob is -0.5, the next -1.5, -2.5, ..."""
+
+    def _generate(self, req: GenRequest):
+        for i in range(req.max_tokens):
+            req.output_tokens = i + 1
+            if req.logprobs:
+                top = [{"token": "x", "logprob": -0.5 - i, "bytes": [120]}][:req.top_logprobs]
+                req.emit("logprob", {"token": "x", "logprob": -0.5 - i, "bytes": [120], "top_logprobs": top})
+            req.emit("delta", "x")
+        req.emit("done", "length")
+
+
+def test_logprobs_come_per_token_whole_and_streamed_and_only_when_asked():
+    engine = LogprobEngine()
+    with _serving(create_app(engine, "base")) as url:
+        plain = httpx.post(f"{url}/v1/chat/completions", json=chat()).json()
+        assert plain["choices"][0]["logprobs"] is None
+        body = httpx.post(f"{url}/v1/chat/completions", json=chat(logprobs=True, top_logprobs=1)).json()
+        content = body["choices"][0]["logprobs"]["content"]
+        # max_tokens 4: four entries, logprobs -0.5, -1.5, -2.5, -3.5, one alternative each
+        assert [e["logprob"] for e in content] == [-0.5, -1.5, -2.5, -3.5]
+        assert [len(e["top_logprobs"]) for e in content] == [1, 1, 1, 1]
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=chat(logprobs=True, stream=True)) as r:
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        # the role chunk carries none; each text chunk carries the entry of the token it sends
+        streamed = [e for c in chunks if c["choices"][0]["logprobs"] for e in c["choices"][0]["logprobs"]["content"]]
+        assert chunks[0]["choices"][0]["logprobs"] is None
+        assert [e["logprob"] for e in streamed] == [-0.5, -1.5, -2.5, -3.5]
+        assert all(e["top_logprobs"] == [] for e in streamed)
+        error = _openai_error(httpx.post(f"{url}/v1/chat/completions", json=chat(top_logprobs=2)), 400)
+        assert error["param"] == "top_logprobs"
+        error = _openai_error(httpx.post(f"{url}/v1/chat/completions",
+                                         json=chat(logprobs=True, top_logprobs=21)), 400)
+        assert error["param"] == "top_logprobs"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import REPO
-from serving import free_port, server_process
+from serving import adapter_server
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +24,8 @@ TICKET = [{"role": "system", "content": "Extract the support ticket's fields as 
 def served(tmp_path_factory, trained_adapter):
     adapter, _ = trained_adapter
     tmp = tmp_path_factory.mktemp("served")
-    port = free_port()
-    with server_process(["serve", "--engine", "cpu", "--port", str(port), "--adapter", f"tickets={adapter}"],
-                        port, log=tmp / "server.log"):
-        yield {"url": f"http://127.0.0.1:{port}", "tmp": tmp}
+    with adapter_server(adapter, tmp) as url:
+        yield {"url": url, "tmp": tmp}
 
 
 def test_base_and_adapter_side_by_side_streamed_and_not(served):

@@ -19,6 +19,7 @@ from gekro_ft.cli.init import init
 from gekro_ft.cli.models import models, promote
 from gekro_ft.cli.pipeline import demo, pipeline
 from gekro_ft.cli.recipe import recipe
+from gekro_ft.cli.route import route
 from gekro_ft.cli.serve import serve
 from gekro_ft.cli.train import train
 
@@ -48,5 +49,6 @@ main.add_command(models)
 main.add_command(serve)
 main.add_command(bench)
 main.add_command(cost)
+main.add_command(route)
 main.add_command(pipeline)
 main.add_command(demo)

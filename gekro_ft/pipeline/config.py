@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from gekro_ft.config import ConfigKind
 from gekro_ft.errors import PipelineConfigError
@@ -85,6 +85,14 @@ class CostStage(_Section):
     labour: float = Field(0.0, ge=0, description="Ops labour, a fraction of an engineer-year (at $150k loaded).")
 
 
+class RouteStage(_Section):
+    frontier_price: str | None = Field(None, description="Price-table entry the baseline is billed as "
+                                                         "(default: the suite's cost.baseline_price).")
+    metric: str | None = Field(None, description="The quality kept within the margin (default: the gate's first).")
+    margin: float = Field(0.02, ge=0, description="How far below the baseline alone the router may fall.")
+    requests_per_month: float = Field(1e6, gt=0, description="The volume the monthly saving is stated at.")
+
+
 class Pipeline(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Names the MLflow parent run.")
     data: DataStage
@@ -93,9 +101,20 @@ class Pipeline(_Section):
     serve: ServeStage | None = Field(None, description="Serve the champion, bench it and price it; none: stop after eval.")
     bench: BenchStage = Field(default_factory=BenchStage)
     cost: CostStage | None = None
+    route: RouteStage | None = Field(None, description="Calibrate a router (the adapter first, the baseline on "
+                                                       "doubt) while the champion is served; needs serve and cost.")
     experiment: str = Field("gekro-ft-pipeline", description="The MLflow experiment of the parent run and its stages.")
 
     _source: str = PrivateAttr("pipeline")
+
+    @model_validator(mode="after")
+    def _route_needs_what_it_compares(self):
+        if self.route is not None:
+            missing = [k for k, v in (("serve", self.serve), ("cost", self.cost), ("eval.baseline", self.eval.baseline))
+                       if not v]
+            if missing:
+                raise ValueError(f"route: needs {', '.join(missing)} (the served adapter, its price and the baseline)")
+        return self
 
     @property
     def source(self) -> str:

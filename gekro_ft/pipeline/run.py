@@ -363,9 +363,26 @@ class _Stages:
             settings.check()
             with level_progress() as progress:
                 run_bench(settings, progress)
+            # the router is calibrated against the champion while it is served
+            route = self.route(f"{url}/v1") if self.p.route and self.p.cost else None
         finally:
             self.children.stop(server, grace=60)
-        return {"bench": str(self.work / "bench" / "bench.json"), "served": source}
+        return {"bench": str(self.work / "bench" / "bench.json"), "served": source,
+                **({"route": route} if route else {})}
+
+    def route(self, url: str) -> str:
+        """calibrate the router on the eval set: the adapter first, the baseline on doubt"""
+        from gekro_ft.route.calibrate import run_calibration
+
+        r, suite = self.p.route, self.loaded.suite
+        self.say("    route: calibrating the router against the baseline")
+        run_calibration(str(suite.source), local_url=url, local_model=self.p.serve.adapter_name,
+                        frontier=self.p.eval.baseline, frontier_model=self.p.eval.baseline_model,
+                        frontier_price=r.frontier_price or suite.cost.baseline_price, out_dir=self.work / "route",
+                        metric=r.metric, margin=r.margin, local_gpu=self.p.cost.gpu, local_tokens_per_s=None,
+                        bench=self.work / "bench" / "bench.json", local_usd_per_1m=None,
+                        requests_per_month=r.requests_per_month, prices=self.p.cost.prices, limit=self.p.eval.limit)
+        return str(self.work / "route" / "route.json")
 
     def cost(self) -> dict[str, Any]:
         """what an output costs on the serving machine, against the APIs"""
@@ -430,8 +447,21 @@ def _summary(p: Pipeline, work: Path, state: PipelineState, tracking_uri: str, s
                  "full_load_usd_per_1m_output_tokens": cost.get("full_load_usd_per_1m_output_tokens"),
                  "usd_per_1m_useful_output_tokens": cost.get("usd_per_1m_useful_output_tokens"),
                  "apis": cost.get("apis", []), **cost_decision(cost)},
+        "route": _route_summary(_read(work / "route" / "route.json")),
         "paths": {name: str(path) for name, path in {
             "adapter": work / "train" / "adapter", "eval report": work / "eval" / "report.html",
             "bench report": work / "bench" / "bench.html", "cost report": work / "cost" / "cost.html",
+            "route report": work / "route" / "route.html", "route profile": work / "route" / "route-profile.yaml",
             "state": work / "pipeline.json"}.items() if path.exists()},
     }
+
+
+def _route_summary(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The blended figures beside local-only and frontier-only (the baseline alone)."""
+    if not doc:
+        return None
+    keep = ("escalation_rate", "quality", "usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens",
+            "score", "threshold")
+    return {"metric": doc["inputs"]["metric"], "margin": doc["inputs"]["margin"], "saving": doc["saving"],
+            **{k: {f: doc[k][f] for f in keep if f in doc[k]} if doc[k] else None
+               for k in ("chosen", "local_only", "frontier_only")}}

@@ -31,7 +31,9 @@ BASE = "__base__"  # PEFT's name for "no adapter" in a mixed batch
 @dataclass
 class GenRequest:
     """One generation, as the worker sees it. Events put on ``events``:
-    ``("delta", text)`` …, then ``("done", finish_reason)`` or ``("error", message)``."""
+    ``("delta", text)`` …, then ``("done", finish_reason)`` or ``("error", message)``. With
+    ``logprobs``, a ``("logprob", entry)`` precedes the text of each generated token (entry as
+    OpenAI shapes one: token, logprob, bytes, top_logprobs)."""
 
     prompt_ids: list[int]
     adapter: str  # an adapter name or BASE
@@ -40,6 +42,8 @@ class GenRequest:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
     events: asyncio.Queue | None = None
     loop: asyncio.AbstractEventLoop | None = None
     cancelled: bool = False
@@ -198,6 +202,8 @@ class CPUEngine:
                         continue
                     tok = _pick(logits[i], r.temperature, r.top_p, generators[i])
                     next_ids.append(tok)
+                    if r.logprobs and tok not in self.eos_ids:
+                        r.emit("logprob", self._logprob_entry(logits[i], tok, r.top_logprobs))
                     if tok in self.eos_ids:
                         self._finish(r, tokens[i], sent, i, "stop")
                         done[i] = True
@@ -212,6 +218,26 @@ class CPUEngine:
                 step_input = torch.tensor(next_ids, dtype=torch.long).unsqueeze(1)
                 mask = torch.cat([mask, torch.ones((n, 1), dtype=torch.long)], dim=1)
                 positions = positions[:, -1:] + 1
+
+    def _logprob_entry(self, logits: Any, tok: int, top: int) -> dict[str, Any]:
+        """The chosen token's log-probability under the model (before temperature, as vLLM
+        reports by default) and the ``top`` likeliest alternatives, shaped as OpenAI's
+        ``ChatCompletionTokenLogprob``."""
+        import torch
+
+        logp = torch.log_softmax(logits, dim=-1)
+
+        def one(token_id: int) -> dict[str, Any]:
+            text = self.tokenizer.decode([token_id])
+            return {"token": text, "logprob": float(logp[token_id]), "bytes": list(text.encode("utf-8"))}
+
+        entry = one(tok)
+        if top:
+            values, ids = torch.topk(logp, top)
+            entry["top_logprobs"] = [one(int(t)) for t in ids]
+        else:
+            entry["top_logprobs"] = []
+        return entry
 
     def _stream_text(self, r: GenRequest, toks: list[int], sent: list[str], i: int) -> bool:
         """Send the new text; True when a stop string or the token limit ended the request."""

@@ -63,7 +63,7 @@ def _error_body(status: int, message: str, type_: str, param: str | None = None,
                         status_code=status, headers=headers)
 
 
-class _Guard:
+class RequestGuard:
     """Outermost layer: a request id on every request and response, the API key, and no 5xx
     (an unexpected exception included) that goes unlogged."""
 
@@ -123,7 +123,7 @@ def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
 
     app = FastAPI(title="gekro-ft CPU engine", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
-    app.add_middleware(_Guard, api_key=api_key)
+    app.add_middleware(RequestGuard, api_key=api_key)
     created = int(time.time())
 
     @app.exception_handler(APIError)
@@ -184,7 +184,9 @@ def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         temperature = 1.0 if body.temperature is None else body.temperature
         top_p = 1.0 if body.top_p is None else body.top_p
-        return GenRequest(prompt_ids, adapter, max_tokens, temperature, top_p, stop, body.seed)
+        logprobs = bool(getattr(body, "logprobs", None))  # chat only: completions' legacy logprobs is ignored
+        return GenRequest(prompt_ids, adapter, max_tokens, temperature, top_p, stop, body.seed,
+                          logprobs=logprobs, top_logprobs=(getattr(body, "top_logprobs", None) or 0) if logprobs else 0)
 
     def tokenize(text: str, param: str) -> list[int]:
         if len(text) > engine.max_prompt_chars:  # cannot fit: not worth seconds of tokenizing
@@ -311,13 +313,15 @@ async def _respond(engine: CPUEngine, req: GenRequest, body: Sampling, request: 
                 "total_tokens": n_in + req.output_tokens}
 
     if not body.stream:
-        parts, reason = [], None
+        parts, reason, logprobs = [], None, []
         watcher = asyncio.create_task(_when_gone(request, req))
         try:
             while True:
                 kind, value = await req.events.get()
                 if kind == "delta":
                     parts.append(value)
+                elif kind == "logprob":
+                    logprobs.append(value)
                 elif kind == "done":
                     reason = value
                     break
@@ -329,7 +333,8 @@ async def _respond(engine: CPUEngine, req: GenRequest, body: Sampling, request: 
             watcher.cancel()
             req.cancelled = reason is None  # gone, failed or cancelled: free its batch slot
         text = "".join(parts)
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text},
+                   "logprobs": {"content": logprobs} if req.logprobs else None, "finish_reason": reason}
                   if chat else {"index": 0, "text": text, "logprobs": None, "finish_reason": reason})
         return Response(orjson.dumps({"id": rid, "object": "chat.completion" if chat else "text_completion",
                                       "created": created, "model": body.model, "choices": [choice],
@@ -338,10 +343,15 @@ async def _respond(engine: CPUEngine, req: GenRequest, body: Sampling, request: 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     obj = "chat.completion.chunk" if chat else "text_completion"
 
+    pending: list[dict] = []  # token log-probabilities not yet sent, for the next chunk
+
     def chunk(delta: str | None, reason: str | None, first: bool = False) -> bytes:
         if chat:
             d = {"role": "assistant", "content": ""} if first else ({"content": delta} if delta else {})
-            choice = {"index": 0, "delta": d, "logprobs": None, "finish_reason": reason}
+            # each chunk carries the entries of the tokens whose text it sends, as vLLM's chunks do
+            lp = {"content": pending[:]} if req.logprobs and not first else None
+            pending.clear()
+            choice = {"index": 0, "delta": d, "logprobs": lp, "finish_reason": reason}
         else:
             choice = {"index": 0, "text": delta or "", "logprobs": None, "finish_reason": reason}
         return b"data: " + orjson.dumps({"id": rid, "object": obj, "created": created, "model": body.model,
@@ -354,7 +364,9 @@ async def _respond(engine: CPUEngine, req: GenRequest, body: Sampling, request: 
                 yield chunk(None, None, first=True)
             while True:
                 kind, value = await req.events.get()
-                if kind == "delta":
+                if kind == "logprob":
+                    pending.append(value)
+                elif kind == "delta":
                     yield chunk(value, None)
                 elif kind == "done":
                     finished = True

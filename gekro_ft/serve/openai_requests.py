@@ -2,9 +2,9 @@
 
 Strict where OpenAI is strict: a string is not a number or a boolean (``"max_tokens": "8"``
 and ``"stream": "yes"`` are refused, not coerced), a role is one OpenAI knows, a tool is a
-function with a name, a seed fits in an int64, at most four stop strings. Parameters that
-this engine does not use (``logprobs``, ``user``, ``presence_penalty``, vLLM's
-``ignore_eos``...) and unknown ones are accepted and ignored, as vLLM does. ``null`` for an
+function with a name, a seed fits in an int64, at most four stop strings, ``top_logprobs``
+from 0 to 20 and only with ``logprobs: true``. Parameters that this engine does not use
+(``user``, ``presence_penalty``, vLLM's ``ignore_eos``...) and unknown ones are accepted and ignored, as vLLM does. ``null`` for an
 optional parameter means its default, as in OpenAI's API.
 """
 
@@ -110,6 +110,15 @@ class Sampling(_Strict):
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     tools: list[Tool] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v and not info.data.get("logprobs"):  # OpenAI refuses it the same way
+            raise ValueError("only allowed when logprobs is true")
+        return v
 
     def template_messages(self) -> list[dict[str, Any]]:
         return [m.for_template() for m in self.messages]

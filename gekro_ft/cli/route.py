@@ -1,0 +1,106 @@
+"""``gekro-ft route``: the hybrid router (local adapter first, frontier on doubt) and its calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gekro_ft.cli.output import err, out, print_json
+
+
+@click.group()
+def route() -> None:
+    """Route requests between the local adapter and a frontier API, and calibrate the policy.
+
+    \b
+    Examples:
+      gekro-ft route serve tickets
+      gekro-ft route calibrate ticket-extraction --local http://127.0.0.1:8000/v1 \\
+          --local-model tickets --frontier openai:gpt-4.1-mini --out work/route
+    """
+
+
+@route.command("serve")
+@click.argument("profile")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a profile key (repeatable).")
+@click.option("--prices", type=click.Path(dir_okay=False), help="A price table adding to the shipped one.")
+def serve(profile: str, overrides: tuple[str, ...], prices: str | None) -> None:
+    """Run the router of PROFILE (a file or a name in serve/route/) until Ctrl-C or SIGTERM.
+
+    Clients send OpenAI chat requests; each answer says who answered in the
+    X-Gekro-Upstream header and the body's gekro_route field. Escalations are appended
+    to the profile's escalation_log (OpenAI chat JSONL, ready for `gekro-ft data validate`).
+
+    \b
+    Example:
+      gekro-ft route serve tickets --set port=8100
+    """
+    from gekro_ft.route.profile import load_route_profile
+    from gekro_ft.route.run import run_router
+
+    loaded = load_route_profile(profile, overrides)
+    raise SystemExit(run_router(loaded, prices, on_ready=lambda url: err.print(f"routing on {url}")))
+
+
+@route.command("calibrate")
+@click.argument("suite")
+@click.option("--local", "local_url", required=True, help="The local endpoint (…/v1): the CPU engine or vLLM.")
+@click.option("--local-model", required=True, help="The model (adapter) name on the local endpoint.")
+@click.option("--frontier", required=True, help="openai:MODEL, an OpenAI-compatible URL, or recording:FILE.")
+@click.option("--frontier-model", help="The model at a --frontier URL.")
+@click.option("--frontier-price", help="Price-table entry for the frontier (default: its model).")
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for route.json/.md/.html, the plots, route-profile.yaml and the recordings.")
+@click.option("--metric", help="The quality figure kept within the margin (default: the first the suite's gate uses).")
+@click.option("--margin", type=float, default=0.02, show_default=True,
+              help="How far below the frontier alone the chosen policy's metric may fall.")
+@click.option("--local-gpu", help="Price-table machine the local model is served on.")
+@click.option("--local-tokens-per-s", type=float, help="Its output tokens/s (or --bench).")
+@click.option("--bench", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A bench.json of the local endpoint: its fastest clean level's throughput.")
+@click.option("--local-usd-per-1m", type=float, help="The local $ per 1M output tokens, stated directly.")
+@click.option("--requests-per-month", type=float, default=1e6, show_default=True,
+              help="The volume the monthly saving is stated at.")
+@click.option("--prices", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A price table adding to the shipped one.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the suite's first N examples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the chosen point as JSON.")
+def calibrate(suite: str, local_url: str, local_model: str, frontier: str, frontier_model: str | None,
+              frontier_price: str | None, out_dir: Path, metric: str | None, margin: float, local_gpu: str | None,
+              local_tokens_per_s: float | None, bench: Path | None, local_usd_per_1m: float | None,
+              requests_per_month: float, prices: Path | None, limit: int | None, as_json: bool) -> None:
+    """Run SUITE through the local model and the frontier, sweep the thresholds, write the report
+    and the cheapest profile whose quality stays within --margin of the frontier alone.
+
+    Answers are recorded in OUT/recordings and replayed on a rerun.
+
+    \b
+    Example:
+      gekro-ft route calibrate ticket-extraction --local http://127.0.0.1:8000/v1 --local-model tickets \\
+          --frontier openai:gpt-4.1-mini --local-gpu rtx-4090 --bench work/demo/bench/bench.json --out work/route
+    """
+    from gekro_ft.route.calibrate import run_calibration
+
+    doc, paths = run_calibration(suite, local_url=local_url, local_model=local_model, frontier=frontier,
+                                 frontier_model=frontier_model, frontier_price=frontier_price, out_dir=out_dir,
+                                 metric=metric, margin=margin, local_gpu=local_gpu,
+                                 local_tokens_per_s=local_tokens_per_s, bench=bench,
+                                 local_usd_per_1m=local_usd_per_1m, requests_per_month=requests_per_month,
+                                 prices=prices, limit=limit)
+    if as_json:
+        print_json({"chosen": doc["chosen"], "saving": doc["saving"], "files": {k: str(v) for k, v in paths.items()}})
+        return
+    chosen, metric_name = doc["chosen"], doc["inputs"]["metric"]
+    if chosen is None:
+        out.print(f"no policy keeps {metric_name} within {margin:g} of the frontier alone; no profile written")
+    else:
+        rule = " and ".join([*(["a check fails"] if chosen["checks"] else []),
+                             *([f"{chosen['score']} < {chosen['threshold']:.4g}"] if chosen["threshold"] is not None
+                               else [])]) or "never"
+        out.print(f"chosen: escalate when {rule}: {chosen['escalation_rate']:.1%} escalated, {metric_name} "
+                  f"{chosen['quality'][metric_name]:.4f} (frontier alone "
+                  f"{doc['frontier_only']['quality'][metric_name]:.4f}), "
+                  f"${doc['saving']['usd_per_month']:,.2f}/month saved at {requests_per_month:,.0f} requests")
+        out.print(f"profile: {paths['profile']}")
+    out.print(f"report: {paths['md']}, {paths['html']}")

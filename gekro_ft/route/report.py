@@ -1,0 +1,122 @@
+"""The calibration report (``route.json`` → ``route.md`` and ``route.html`` with two plots) and
+the route profile it chooses (``route-profile.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gekro_ft.atomic import write_bytes_atomic
+from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
+
+
+def write_calibration(doc: dict[str, Any], out_dir: Path, *, checks: dict[str, Any],
+                      frontier_url: str, frontier_model: str | None) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    paths = {"json": write_json(out_dir / "route.json", doc)}
+    paths["quality_vs_cost"] = _plot_quality_vs_cost(doc, out_dir / "quality_vs_cost.png")
+    paths["escalation"] = _plot_escalation(doc, out_dir / "escalation_rate.png")
+    paths["md"], paths["html"] = write_markdown_and_html(out_dir, "route", markdown(doc), "Route calibration")
+    if doc["chosen"] is not None:
+        paths["profile"] = out_dir / "route-profile.yaml"
+        write_bytes_atomic(paths["profile"], profile_yaml(doc, checks, frontier_url, frontier_model).encode())
+    return paths
+
+
+def profile_yaml(doc: dict[str, Any], checks: dict[str, Any], frontier_url: str, frontier_model: str | None) -> str:
+    chosen, inputs = doc["chosen"], doc["inputs"]
+    profile: dict[str, Any] = {
+        "local": {"url": inputs["local"]["url"], "model": inputs["local"]["model"]},
+        "frontier": {"url": frontier_url, **({"model": frontier_model} if frontier_model else {}),
+                     "price": inputs["frontier_price"]["name"]},
+    }
+    if checks:
+        profile["checks"] = checks
+    if chosen["threshold"] is not None:
+        profile["confidence"] = {"score": chosen["score"], "threshold": float(chosen["threshold"])}
+    head = (f"# gekro-ft route serve route-profile.yaml\n#\n# Chosen by gekro-ft route calibrate on {inputs['suite']} "
+            f"({inputs['examples']} examples): the cheapest policy with {inputs['metric']} within "
+            f"{inputs['margin']:g} of the frontier alone.\n# Escalation rate {chosen['escalation_rate']:.1%}, "
+            f"{inputs['metric']} {chosen['quality'][inputs['metric']]:.4f} (frontier alone "
+            f"{doc['frontier_only']['quality'][inputs['metric']]:.4f}).\n")
+    return head + yaml.safe_dump(profile, sort_keys=False)
+
+
+def _plot_quality_vs_cost(doc: dict[str, Any], path: Path) -> Path:
+    plt = pyplot()
+    metric = doc["inputs"]["metric"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in sorted({p["score"] for p in doc["curve"]}):
+        pts = [p for p in doc["curve"] if p["score"] == name and p["checks"]]
+        ax.plot([p["usd_per_1m_output_tokens"] for p in pts], [p["quality"][metric] for p in pts],
+                marker=".", linewidth=1, label=f"{name} (with checks)")
+    for key, marker in (("frontier_only", "s"), ("local_only", "^")):
+        p = doc[key]
+        ax.scatter([p["usd_per_1m_output_tokens"]], [p["quality"][metric]], marker=marker, s=80, zorder=3,
+                   label=key.replace("_", "-"))
+    if doc["chosen"] is not None:
+        c = doc["chosen"]
+        ax.scatter([c["usd_per_1m_output_tokens"]], [c["quality"][metric]], marker="*", s=220, zorder=4,
+                   color="black", label="chosen")
+    ax.set_xlabel("blended $ per 1M output tokens")
+    ax.set_ylabel(metric)
+    ax.set_title("quality vs cost")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def _plot_escalation(doc: dict[str, Any], path: Path) -> Path:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for name in sorted({p["score"] for p in doc["curve"]}):
+        pts = [p for p in doc["curve"] if p["score"] == name and p["checks"] and p["threshold"] is not None]
+        ax.step([p["threshold"] for p in pts], [p["escalation_rate"] for p in pts], where="post", label=name)
+    ax.set_xlabel("threshold (log-probability)")
+    ax.set_ylabel("escalation rate")
+    ax.set_title("escalation rate against the threshold")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def _usd(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None else f"${v:,.{digits}f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    inputs, metric = doc["inputs"], doc["inputs"]["metric"]
+    success = "success_rate"
+
+    def row(label: str, p: dict[str, Any]) -> list[Any]:
+        return [label, f"{p['escalation_rate']:.1%}", round(p["quality"][metric], 4), round(p["quality"][success], 4),
+                _usd(p["usd_per_1m_output_tokens"]), _usd(p["usd_per_1m_useful_output_tokens"]),
+                _usd(p["usd_per_request"], 6)]
+
+    headers = ["policy", "escalated", metric, "success rate", "$ / 1M output", "$ / 1M useful output", "$ / request"]
+    rows = [row("frontier only", doc["frontier_only"]), row("local only", doc["local_only"])]
+    if doc["chosen"]:
+        c = doc["chosen"]
+        rule = " and ".join([*(["a check fails"] if c["checks"] else []),
+                             *([f"{c['score']} < {c['threshold']:.4g}"] if c["threshold"] is not None else [])])
+        rows.append(row(f"chosen: escalate when {rule or 'never'}", c))
+    lines = [f"# Route calibration: {inputs['suite']}", "",
+             f"{inputs['examples']} examples through the local model `{inputs['local']['model']}` "
+             f"({inputs['local']['url']}) and the frontier `{inputs['frontier'].get('spec')}`. "
+             f"Frontier priced as `{inputs['frontier_price']['name']}` "
+             f"(${inputs['frontier_price']['input_per_m']:g} in / ${inputs['frontier_price']['output_per_m']:g} out "
+             f"per 1M, as of {inputs['frontier_price']['as_of']}); local at "
+             f"{_usd(inputs['local_usd_per_1m_output_tokens'])} per 1M output tokens ({inputs['local_cost_basis']}).",
+             "", f"Rule: the cheapest policy with `{metric} >= frontier_only.{metric} - {inputs['margin']:g}`.", "",
+             md_table(headers, rows), ""]
+    if doc["chosen"] and doc["saving"]:
+        s = doc["saving"]
+        lines += [f"**Saving against frontier-only at that quality:** {_usd(s['usd_per_month'], 2)} a month at "
+                  f"{s['requests_per_month']:,.0f} requests a month "
+                  f"({s['share_of_frontier_bill']:.0%} of the frontier-only bill).", ""]
+    else:
+        lines += ["**No policy stays within the margin**: every threshold loses too much quality; no profile written.", ""]
+    lines += ["![quality vs cost](quality_vs_cost.png)", "", "![escalation rate](escalation_rate.png)", "",
+              "Every figure is recomputed from `route.json`'s `per_example` rows and `inputs` "
+              "(see `gekro_ft/route/calibrate.py` for the formulas).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""The router's parts without a model: profiles, the policy, confidence and check arithmetic,
+the calibration sweep on hand-made rows, and the router app (in this process) in front of
+real fake-OpenAI server processes for failures, budget, tenants and keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import httpx
+import pytest
+
+from gekro_ft.config import shipped
+from gekro_ft.errors import RouteProfileError
+from gekro_ft.eval.metrics import build_metrics
+from gekro_ft.route.checks import build_checks
+from gekro_ft.route.calibrate import choose, sweep
+from gekro_ft.route.confidence import field_logprobs, scores
+from gekro_ft.route.policy import after_answer, before_generation
+from gekro_ft.route.profile import load_route_profile, route_profile_from
+from serving import fake_openai, free_port
+
+SECRET = "sk-route-test-0123456789"
+
+
+def _profile(**parts):
+    doc = {"local": {"url": "http://127.0.0.1:1/v1", "model": "tickets"},
+           "frontier": {"url": "http://127.0.0.1:2/v1", "model": "big", "price": "gpt-4.1-mini"}, **parts}
+    return route_profile_from(doc)
+
+
+# --- profiles ----------------------------------------------------------------------------------
+
+def test_every_shipped_route_profile_loads():
+    names = sorted(p.stem for p in shipped("serve", "route").glob("*.yaml"))
+    assert names
+    for name in names:
+        assert load_route_profile(name).frontier.url.startswith(("openai:", "http"))
+
+
+def test_a_bad_profile_names_every_problem_with_its_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("local: {url: ftp://x, model: m}\nfrontier: {url: openai:gpt-4.1-mini}\n"
+                   "confidence: {score: mean, threshold: 0.5}\nrules: {local: [a], frontier: [a]}\nchecsk: {}\n")
+    with pytest.raises(RouteProfileError) as e:
+        load_route_profile(str(bad))
+    message = str(e.value)
+    assert "local.url: Value error, give http(s)://HOST/v1 or openai:MODEL" in message or "local.url" in message
+    assert "confidence.score" in message and "confidence.threshold" in message
+    assert "listed both local and frontier" in message
+    assert "checsk: unknown key (did you mean 'checks'?)" in message
+    assert "(line 5)" in message
+
+
+def test_the_router_binds_beyond_loopback_only_with_its_key(monkeypatch):
+    monkeypatch.delenv("ROUTER_KEY", raising=False)
+    with pytest.raises(RouteProfileError, match="without an API key"):
+        _profile(host="0.0.0.0", api_key_env="ROUTER_KEY").check_bind()
+    monkeypatch.setenv("ROUTER_KEY", SECRET)
+    _profile(host="0.0.0.0", api_key_env="ROUTER_KEY").check_bind()
+
+
+# --- the policy ----------------------------------------------------------------------------------
+
+def _entries(*pairs):
+    return [{"token": t, "logprob": lp} for t, lp in pairs]
+
+
+def test_confidence_scores_worked_example():
+    # '{"a": "x", "b": 7}' in tokens: '{"a": ' -0.1, '"x"' -2.0, ', "b": ' -0.2, '7' -0.4, '}' -0.1
+    entries = _entries(('{"a": ', -0.1), ('"x"', -2.0), (', "b": ', -0.2), ("7", -0.4), ("}", -0.1))
+    # field a is spelled by the token '"x"' alone: -2.0; field b by '7': -0.4
+    assert field_logprobs(entries) == {"a": -2.0, "b": -0.4}
+    s = scores(entries)
+    # mean = (-0.1 - 2.0 - 0.2 - 0.4 - 0.1) / 5 = -2.8 / 5 = -0.56
+    assert s["mean_logprob"] == pytest.approx(-0.56)
+    assert s["min_logprob"] == -2.0 and s["min_field_logprob"] == -2.0
+    assert scores(_entries(("plain", -0.3), (" text", -0.5)))["min_field_logprob"] == pytest.approx(-0.4)
+    assert scores([])["mean_logprob"] == -math.inf
+
+
+def test_the_parts_decide_in_order(tmp_path):
+    schema = {"type": "object", "required": ["a"]}
+    p = _profile(rules={"local": ["extract"], "frontier": ["plan"], "default": "frontier"},
+                 capacity={"max_prompt_tokens": 100}, checks={"json_valid": True, "schema": schema,
+                                                                 "required_fields": ["a"]},
+                 confidence={"score": "min_logprob", "threshold": -1.0})
+    assert before_generation(p, "plan", 10).reason == "rule"
+    assert before_generation(p, "unknown", 10).reason == "default"
+    assert before_generation(p, "extract", 101).reason == "capacity"
+    assert before_generation(p, "extract", 100) is None
+    checks = build_checks(p.checks, tmp_path)
+    ok = _entries(('{"a": 1}', -0.5))
+    assert after_answer(p, checks, '{"a": 1}', ok).reason == "passed"
+    assert after_answer(p, checks, '{"a": 1}', _entries(('{"a": 1}', -1.5))).reason == "confidence"
+    failed = after_answer(p, checks, '{"b": 1}', ok)
+    assert (failed.reason, failed.failed_checks) == ("check", ["json_schema_valid", "required_fields"])
+    assert after_answer(p, checks, "not json", ok).failed_checks == ["json_valid", "json_schema_valid",
+                                                                      "required_fields"]
+    regex = build_checks(_profile(checks={"regex": r"(billing|shipping)"}).checks, tmp_path)
+    assert regex.failures(" billing\n") == [] and regex.failures("refund") == ["regex"]
+
+
+# --- the calibration sweep, on hand-made rows -----------------------------------------------------
+
+def test_the_sweep_and_the_choice_worked_example(tmp_path):
+    metrics = build_metrics(["exact_match"], tmp_path)
+    # three examples; local right on 0 and 1, frontier right on all three
+    local_rows = [{"exact_match": 1.0}, {"exact_match": 1.0}, {"exact_match": 0.0}]
+    frontier_rows = [{"exact_match": 1.0}] * 3
+    examples = [{"failed_checks": [], "scores": {"mean_logprob": s, "min_logprob": s, "min_field_logprob": s},
+                 "local": {"output_tokens": 10}, "frontier": {"output_tokens": 20, "usd": 0.01}}
+                for s in (-0.1, -0.2, -0.9)]
+    result = sweep(metrics, ("exact_match", 1.0), examples, local_rows, frontier_rows, local_per_token=1e-5)
+    # local cost is paid on all 3: 30 tokens × 1e-5 = $0.0003
+    mean = [p for p in result["curve"] if p["score"] == "mean_logprob" and p["checks"]]
+    # thresholds: none (checks only), -0.9, -0.2, -0.1, 0.0 -> escalate 0, 0, 1, 2, 3 examples
+    assert [p["escalated"] for p in mean] == [0, 0, 1, 2, 3]
+    t02 = mean[2]  # escalates example 2 (score -0.9 < -0.2): all three right
+    assert t02["quality"]["exact_match"] == 1.0
+    assert t02["usd"] == pytest.approx(0.0003 + 0.01)
+    # delivered: 10 + 10 local + 20 frontier = 40 tokens; $0.0103 / 40 × 1e6 = $257.5 per 1M
+    assert t02["usd_per_1m_output_tokens"] == pytest.approx(257.5)
+    assert result["frontier_only"]["usd"] == pytest.approx(0.03)  # no local cost
+    assert result["local_only"]["quality"]["exact_match"] == pytest.approx(2 / 3)
+    chosen = choose(result, "exact_match", margin=0.0)
+    assert (chosen["threshold"], chosen["escalated"]) == (-0.2, 1)
+
+
+# --- the router app against fake upstream processes ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_port():
+    with fake_openai("--tokens", "3") as (_, port):
+        yield port
+
+
+def _route(profile, requests, headers=None):
+    """Send ``requests`` (chat bodies) to a router app in this process; the responses and /metrics."""
+    from gekro_ft.route.server import Router, create_router_app
+
+    async def go():
+        router = Router(profile)
+        app = create_router_app(router)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://router") as c:
+            out = [await c.post("/v1/chat/completions", json=r, headers=headers or {}) for r in requests]
+            metrics = (await c.get("/metrics")).text
+        await router.close()
+        return out, metrics
+
+    return asyncio.run(go())
+
+
+ASK = {"model": "tickets", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+
+
+def _doc(tmp_path, fake_port, **parts):
+    up = f"http://127.0.0.1:{fake_port}/v1"
+    return {"local": {"url": up, "model": "fake-adapter", "max_retries": 0},
+            "frontier": {"url": up, "model": "fake-base", "price": "gpt-4.1-mini", "max_retries": 1,
+                         "backoff_s": 0.01},
+            "escalation_log": str(tmp_path / "esc.jsonl"), **parts}
+
+
+def test_rules_send_a_task_to_the_frontier_and_log_it_with_its_cost(tmp_path, fake_port):
+    p = route_profile_from(_doc(tmp_path, fake_port, rules={"frontier": ["plan"], "default": "local"}))
+    (local, plan), metrics = _route(p, [ASK, {**ASK, "metadata": {"task": "plan"}}], {"X-Gekro-Tenant": "team-a"})
+    assert local.headers["x-gekro-upstream"] == "local" and local.json()["model"] == "fake-adapter"
+    assert plan.headers["x-gekro-upstream"] == "frontier" and plan.json()["gekro_route"]["reason"] == "rule"
+    # the fake counts 1 prompt token per 4 characters of content ("Hi": 1) and answers 3 tokens;
+    # gpt-4.1-mini: (1 × 0.40 + 3 × 1.60) / 1e6 = $5.2e-6
+    assert plan.json()["gekro_route"]["usd"] == pytest.approx(plan.json()["usage"]["prompt_tokens"] * 0.4e-6 + 3 * 1.6e-6)
+    assert 'gekro_route_requests_total{reason="rule",status="200",tenant="team-a",upstream="frontier"} 1.0' in metrics
+    row = json.loads((tmp_path / "esc.jsonl").read_text())
+    assert row["messages"][-1] == {"role": "assistant", "content": plan.json()["choices"][0]["message"]["content"]}
+    assert row["gekro_route"]["reason"] == "rule"
+    costs = json.loads((tmp_path / "esc.costs.json").read_text())
+    day = next(iter(costs["days"].values()))
+    assert day["team-a"]["frontier"]["requests"] == 1 and day["team-a"]["local"]["requests"] == 1
+
+
+def test_the_frontier_down_fails_open_or_closed_as_stated(tmp_path, fake_port):
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    doc = _doc(tmp_path, fake_port, rules={"default": "frontier"})
+    doc["frontier"]["url"] = dead
+    (opened,), metrics = _route(route_profile_from(doc), [ASK])
+    assert opened.status_code == 200 and opened.headers["x-gekro-upstream"] == "local"
+    assert opened.json()["gekro_route"] | {"fallback": True, "reason": "frontier_error"} == opened.json()["gekro_route"]
+    assert 'gekro_route_upstream_errors_total{kind="connection",upstream="frontier"} 1.0' in metrics
+    doc["frontier"]["on_error"] = "closed"
+    (closed,), metrics = _route(route_profile_from(doc), [ASK])
+    assert closed.status_code == 503 and closed.json()["error"]["code"] == "frontier_unavailable"
+    assert 'gekro_route_requests_total{reason="frontier_error",status="503",tenant="default",upstream="none"} 1.0' \
+        in metrics
+
+
+def test_the_local_upstream_down_escalates_or_fails_as_stated(tmp_path, fake_port):
+    doc = _doc(tmp_path, fake_port)
+    doc["local"]["url"] = f"http://127.0.0.1:{free_port()}/v1"
+    (escalated,), _ = _route(route_profile_from(doc), [ASK])
+    assert escalated.status_code == 200 and escalated.json()["gekro_route"]["reason"] == "local_error"
+    doc["local"]["on_error"] = "fail"
+    (failed,), _ = _route(route_profile_from(doc), [ASK])
+    assert failed.status_code == 503 and failed.json()["error"]["code"] == "local_unavailable"
+
+
+def test_past_the_budget_answers_stay_local_and_marked(tmp_path, fake_port):
+    # each frontier answer costs ~$5e-6 (see above): a $1e-6 budget is spent by the first one
+    p = route_profile_from(_doc(tmp_path, fake_port, rules={"default": "frontier"}, budget={"usd_per_day": 1e-6}))
+    (first, second), _ = _route(p, [ASK, ASK])
+    assert first.headers["x-gekro-upstream"] == "frontier"
+    assert second.headers["x-gekro-upstream"] == "local"
+    assert second.json()["gekro_route"] | {"budget_exhausted": True, "reason": "budget"} == second.json()["gekro_route"]
+
+
+def test_a_bad_request_is_passed_back_and_a_key_never_leaks(tmp_path, fake_port, monkeypatch):
+    monkeypatch.setenv("ROUTE_FRONTIER_KEY", SECRET)
+    doc = _doc(tmp_path, fake_port, rules={"default": "frontier"})
+    doc["frontier"]["api_key_env"] = "ROUTE_FRONTIER_KEY"
+    httpx.post(f"http://127.0.0.1:{fake_port}/fake/config", json={"fail_every": 1, "fail_status": 500})
+    try:
+        (r,), metrics = _route(route_profile_from(doc), [ASK])
+    finally:
+        httpx.post(f"http://127.0.0.1:{fake_port}/fake/config", json={})
+    # the fake echoes the Authorization header in its error; every request fails: fail-open to local fails too
+    assert r.status_code == 503 and SECRET not in r.text and SECRET not in metrics
+    (bad,), _ = _route(route_profile_from(doc), [{"model": "tickets", "messages": []}])
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_value"
+
+
+def test_a_streamed_escalation_is_passed_through_and_logged_whole(tmp_path, fake_port):
+    from gekro_ft.route.server import Router, create_router_app
+
+    p = route_profile_from(_doc(tmp_path, fake_port, rules={"frontier": ["plan"]}))
+
+    async def go():
+        router = Router(p)
+        app = create_router_app(router)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://router") as c:
+            r = await c.post("/v1/chat/completions", headers={"X-Gekro-Task": "plan"},
+                             json={**ASK, "stream": True, "stream_options": {"include_usage": True}})
+            metrics = (await c.get("/metrics")).text
+        await router.close()
+        return r, metrics
+
+    r, metrics = asyncio.run(go())
+    chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert r.headers["x-gekro-upstream"] == "frontier" and chunks[0]["gekro_route"]["reason"] == "rule"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == " hello" * 3  # the fake's answer: 3 tokens of " hello"
+    row = json.loads((tmp_path / "esc.jsonl").read_text())
+    assert row["messages"][-1]["content"] == text and row["gekro_route"]["reason"] == "rule"
+    # usage rode on the last chunk: 3 output tokens billed to the frontier
+    assert 'gekro_route_tokens_total{direction="output",tenant="default",upstream="frontier"} 3.0' in metrics
