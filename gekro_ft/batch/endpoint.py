@@ -33,6 +33,7 @@ class EndpointEngine:
         self.base_url, self.model, self.defaults = base_url.rstrip("/"), model, defaults
         self._key = api_key
         self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
+        import openai  # noqa: F401 - half a second, paid here rather than on the job's clock
 
     def describe(self) -> dict[str, Any]:
         from gekro_ft.keys import public_url

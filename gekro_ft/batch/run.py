@@ -51,6 +51,7 @@ class BatchSettings:
     concurrency: int = 8
     max_tokens: int = 256
     temperature: float = 0.0
+    max_retries: int = 3  # the openai client's, on 429, 5xx and lost connections
     limit: int | None = None  # only the first N rows (an estimate's sample)
     report_dir: Path | None = None
     start_timeout_s: float = 600.0
@@ -94,15 +95,15 @@ def run_batch(s: BatchSettings, progress: Progress | None = None) -> dict[str, A
     s.check()
     kind = s.input_kind or detect_kind(s.input)
     checks = _check_metrics(s.suite)
-    started, t0 = time.time(), time.perf_counter()
+    started, t_start = time.time(), time.perf_counter()
     tally = Tally()
     progress = progress or (lambda label, total: contextlib.nullcontext())
-    with JobFiles(s.output, inputs=(s.input,)) as files, _engine(s) as engine:
-        rows_total = s.limit if s.limit is not None else None
-        todo = None if rows_total is None else max(rows_total - files.done_before, 0)
-        if todo is None:
-            todo = max(count_rows(s.input, kind, s.schema) - files.done_before, 0)
-        with progress(f"batch {s.input.name}", todo) as advance:
+    with JobFiles(s.output, inputs=(s.input,)) as files:
+        rows_in = s.limit if s.limit is not None else count_rows(s.input, kind, s.schema)
+        with _engine(s) as engine, progress(f"batch {s.input.name}", max(rows_in - files.done_before, 0)) as advance:
+            t0 = time.perf_counter()  # the job's clock starts once the engine is up: throughput, not loading
+            startup = t0 - t_start
+
             def on_result(result: Result) -> None:
                 if result.ok:
                     files.answer(result.row.id, answer_record(result, kind == "openai-batch"))
@@ -116,13 +117,13 @@ def run_batch(s: BatchSettings, progress: Progress | None = None) -> dict[str, A
                 if advance:
                     advance(1, result.output_tokens or 0)
 
-            rows = _rows_to_send(s, kind, files, tally, on_result)
-            stopped = engine.run(rows, on_result)
-    wall = time.perf_counter() - t0
+            stopped = engine.run(_rows_to_send(s, kind, files, tally, on_result), on_result)
+            files.flush()
+            wall = time.perf_counter() - t0
     if stopped is not None:
         raise Interrupted(f"stopped by {signal.Signals(stopped).name}: {tally.answered} answers written to "
                           f"{s.output} this run ({len(files.done)} in all); rerun the same command to continue")
-    doc = _report(s, kind, engine.describe(), files, tally, checks, started, wall)
+    doc = _report(s, kind, rows_in, engine.describe(), files, tally, checks, started, wall, startup)
     from gekro_ft.batch.report import write_run_report
     from gekro_ft.batch.tracking import maybe_log
 
@@ -156,7 +157,7 @@ def _engine(s: BatchSettings) -> Iterator[Any]:
 
     if s.url:
         yield EndpointEngine(s.url, s.served_model, api_key=_api_key(s), defaults=s.defaults,
-                             concurrency=s.concurrency)
+                             concurrency=s.concurrency, max_retries=s.max_retries)
         return
     from gekro_ft.batch.server import SERVED_NAME, adapter_dir, cpu_engine
     from gekro_ft.runtime import is_vllm_available
@@ -178,7 +179,8 @@ def _engine(s: BatchSettings) -> Iterator[Any]:
         return
     with cpu_engine(adapter, log=s.reports() / "server.log", max_batch_size=s.concurrency,
                     start_timeout_s=s.start_timeout_s) as url:
-        yield EndpointEngine(url, SERVED_NAME, api_key=None, defaults=s.defaults, concurrency=s.concurrency)
+        yield EndpointEngine(url, SERVED_NAME, api_key=None, defaults=s.defaults, concurrency=s.concurrency,
+                             max_retries=s.max_retries)
 
 
 def _api_key(s: BatchSettings) -> str | None:
@@ -224,8 +226,8 @@ def _usage(record: dict[str, Any]) -> tuple[int, int, str | None]:
     return record.get("input_tokens") or 0, record.get("output_tokens") or 0, record.get("finish_reason")
 
 
-def _report(s: BatchSettings, kind: str, engine: dict[str, Any], files: JobFiles, tally: Tally,
-            checks: list[Any], started: float, wall: float) -> dict[str, Any]:
+def _report(s: BatchSettings, kind: str, rows: int, engine: dict[str, Any], files: JobFiles, tally: Tally,
+            checks: list[Any], started: float, wall: float, startup: float) -> dict[str, Any]:
     """The job's figures from the whole output (earlier runs included) and this run's own."""
     answered = in_tok = out_tok = 0
     finish: Counter = Counter()
@@ -241,7 +243,6 @@ def _report(s: BatchSettings, kind: str, engine: dict[str, Any], files: JobFiles
                 for key, value in m.score_one(text, "").items():
                     if key in m.aggregate_keys:
                         passed[key] += value == 1.0
-    rows = s.limit if s.limit is not None else count_rows(s.input, kind, s.schema)
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "batch-run",
@@ -255,6 +256,7 @@ def _report(s: BatchSettings, kind: str, engine: dict[str, Any], files: JobFiles
                      "suite": s.suite, "limit": s.limit},
         "this_run": {"answered": tally.answered, "failed": tally.failed, "skipped_done": tally.skipped_done,
                      "torn_bytes_cut": files.torn_bytes, "wall_s": round(wall, 3),
+                     "startup_s": round(startup, 3),
                      "input_tokens": tally.input_tokens, "output_tokens": tally.output_tokens,
                      "rows_per_s": tally.answered / wall if wall > 0 else None,
                      "output_tokens_per_s": tally.output_tokens / wall if wall > 0 else None,
