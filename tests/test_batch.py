@@ -279,3 +279,17 @@ def test_batch_error_is_in_the_error_table():
     from gekro_ft.cli.errors import exit_for
 
     assert exit_for(BatchError("x")) == (2, "Error (batch): x")
+
+
+def test_engine_vllm_without_vllm_names_the_extra(tmp_path):
+    from gekro_ft.errors import MissingDependencyError
+    from gekro_ft.runtime import is_vllm_available
+
+    if is_vllm_available():
+        pytest.skip("vLLM is installed here")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])
+    with pytest.raises(MissingDependencyError, match="--engine vllm needs vLLM"):
+        run_batch(BatchSettings(model=str(adapter), input=path, output=tmp_path / "o.jsonl", engine="vllm"))
