@@ -72,3 +72,29 @@ def make_adapter(path: Path, seed: int = 0, r: int = 8) -> Path:
         {"schema_version": 1, "base_model": {"name": "smollm2-135m-instruct", "source": base.source,
                                               "kind": "bundled"}}))
     return path
+
+
+@contextlib.contextmanager
+def fake_openai_server():
+    """tests/fake_openai_server.py as a real process on a free port; yields its root URL."""
+    import threading
+
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_openai_server.py")), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(30)
+    try:
+        if not line or not line[0].startswith("PORT "):
+            raise RuntimeError(f"the fake server did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
+        url = f"http://127.0.0.1:{int(line[0].split()[1])}"
+        assert httpx.get(url + "/health", timeout=10).status_code == 200
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

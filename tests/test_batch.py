@@ -5,20 +5,18 @@ OpenAI batch output parsed by the openai library, and the estimate's arithmetic.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import orjson
 import pytest
 
 from conftest import oa, write_jsonl
+from serving import fake_openai_server
 from gekro_ft.batch.inputs import read_batch_rows
 from gekro_ft.batch.job import JobFiles, errors_path, read_lines
 from gekro_ft.batch.run import BatchSettings, run_batch
@@ -31,24 +29,12 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def fake():
     """The fake server as a real process on a free port; its config is set per test."""
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(30)
-    try:
-        assert line and line[0].startswith("PORT "), "the fake server did not start"
-        url = f"http://127.0.0.1:{int(line[0].split()[1])}"
-
+    with fake_openai_server() as url:
         def configure(**cfg):
             assert httpx.post(url + "/fake/config", json={"tokens": 5, "token_delay_ms": 0, "fail_every": 0,
                                                           **cfg}).status_code == 200
 
         yield SimpleNamespace(url=url + "/v1", configure=configure, stats=lambda: httpx.get(url + "/fake/stats").json())
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def batch_line(custom_id: str, content: str, **body) -> dict:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +20,7 @@ from gekro_ft.bench.settings import BenchSettings, base_url, public_url
 from gekro_ft.bench.stats import aggregate, meets_targets, parse_goodput, summarize, tpot
 from gekro_ft.errors import GekroError, InputFileError
 from conftest import write_jsonl
+from serving import fake_openai_server
 
 FAKE = Path(__file__).with_name("fake_openai_server.py")
 SECRET = "sk-test-0123456789abcdef"
@@ -32,26 +32,9 @@ SECRET = "sk-test-0123456789abcdef"
 @pytest.fixture(scope="module")
 def server():
     """The fake server as a real process on a free port; its config is set per test."""
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(30)
-    try:
-        if not line or not line[0].startswith("PORT "):
-            pytest.fail(f"the fake server did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
-        url = f"http://127.0.0.1:{int(line[0].split()[1])}"
-        assert httpx.get(url + "/health", timeout=10).status_code == 200
+    with fake_openai_server() as url:
         yield SimpleNamespace(url=url, configure=lambda **cfg: _configure(url, cfg),
                               stats=lambda: httpx.get(url + "/fake/stats").json())
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _configure(url: str, cfg: dict) -> None:

@@ -67,6 +67,13 @@ class BatchSettings:
             raise BatchError("--engine vllm runs the adapter in this process; it takes MODEL, not --url")
         if not self.input.exists():
             raise BatchError(f"{self.input}: no such file")
+        from gekro_ft.runtime import is_vllm_available
+
+        if self.engine == "vllm" and not is_vllm_available():
+            from gekro_ft.errors import MissingDependencyError
+
+            raise MissingDependencyError("--engine vllm needs vLLM in this environment",
+                                         hint="pip install 'gekro-ft[vllm]', or run in vLLM's environment")
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -164,11 +171,6 @@ def _engine(s: BatchSettings) -> Iterator[Any]:
 
     adapter = adapter_dir(s.model)
     if s.engine == "vllm" or (s.engine == "auto" and is_vllm_available()):
-        if not is_vllm_available():
-            from gekro_ft.errors import MissingDependencyError
-
-            raise MissingDependencyError("--engine vllm needs vLLM in this environment",
-                                         hint="pip install 'gekro-ft[vllm]', or run in vLLM's environment")
         from gekro_ft.adapter import adapter_base
         from gekro_ft.batch.offline import OfflineEngine
 
