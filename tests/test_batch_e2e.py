@@ -25,6 +25,33 @@ SUITE = REPO / "eval" / "ticket-extraction.yaml"
 TOO_LONG = "word " * 9000  # about 9,000 tokens: over SmolLM2's 8,192-token context
 
 
+def test_estimate_through_a_registry_reference_serves_it_and_logs_a_run(trained_adapter, tmp_path, monkeypatch):
+    # first in the module, before the shared server starts: one model-loading process at a time
+    import mlflow
+
+    from gekro_ft.batch.estimate import estimate_batch
+    from gekro_ft.batch.run import BatchSettings
+    from gekro_ft.cost.prices import load_prices
+
+    _, uri = trained_adapter
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # where the session's adapter is registered
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join((REPO / "eval" / "ticket-extraction" / "openai.jsonl").read_text()
+                            .splitlines(keepends=True)[:N]))
+    s = BatchSettings(model="models:/tickets/1", input=path, output=tmp_path / "unused.jsonl", concurrency=2,
+                      max_tokens=64)
+    doc = estimate_batch(s, sample=2, total=1000, out_dir=tmp_path / "est", apis=["gpt-4o-mini"])
+    assert doc["engine"]["engine"] == "endpoint" and doc["engine"]["model"] == "batch"
+    sample = doc["sample"]
+    assert sample["answered"] == 2 and sample["output_tokens"] > 0
+    hourly = load_prices().gpu_price("m7i-large-cpu").hourly_low
+    # 1,000 rows at the sample's 2 rows per wall_s seconds, at $/h
+    assert doc["providers"][0]["cost_usd"] == pytest.approx(hourly * 1000 / (2 / sample["wall_s"]) / 3600)
+    run = mlflow.MlflowClient(uri).get_run(doc["mlflow"]["run_id"])
+    assert run.data.tags["gekro_ft.batch"] == "estimate"
+    assert run.data.metrics["cost_usd_gpt-4o-mini_standard"] == pytest.approx(doc["providers"][1]["cost_usd"])
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, trained_adapter):
     """The session's adapter as ``tickets`` on one CPU engine for the module, and the eval's
@@ -33,7 +60,7 @@ def served(tmp_path_factory, trained_adapter):
     from gekro_ft.eval.runner import load_examples
     from gekro_ft.eval.suite import load_suite
 
-    adapter, uri = trained_adapter
+    adapter, _ = trained_adapter
     tmp = tmp_path_factory.mktemp("batch")
     port = free_port()
     with server_process(["serve", "--engine", "cpu", "--port", str(port), "--adapter", f"tickets={adapter}"],
@@ -45,7 +72,7 @@ def served(tmp_path_factory, trained_adapter):
         answers = make_provider(url, "tickets", endpoint, tmp / "recordings").generate(
             [e.conv for e in examples], suite.generation)
         assert all(a.error is None for a in answers), [a.error for a in answers]
-        yield SimpleNamespace(url=url, tmp=tmp, uri=uri, examples=examples, max_tokens=suite.generation.max_tokens,
+        yield SimpleNamespace(url=url, tmp=tmp, examples=examples, max_tokens=suite.generation.max_tokens,
                               eval_answers={e.id: a.text for e, a in zip(examples, answers)})
 
 
@@ -111,28 +138,3 @@ def test_killed_job_resumes_to_every_row_once_matching_the_eval(served, tmp_path
     report = orjson.loads((tmp_path / "out.report" / "batch.json").read_bytes())
     assert report["this_run"]["torn_bytes_cut"] == len(b'{"id": "half an ans')
     assert report["job"]["answered"] == N and report["checks"]["checked"] == N
-
-
-def test_estimate_through_a_registry_reference_serves_it_and_logs_a_run(served, tmp_path, monkeypatch):
-    import mlflow
-
-    from gekro_ft.batch.estimate import estimate_batch
-    from gekro_ft.batch.run import BatchSettings
-    from gekro_ft.cost.prices import load_prices
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", served.uri)  # where the session's adapter is registered
-    path = tmp_path / "in.jsonl"
-    path.write_text("".join((REPO / "eval" / "ticket-extraction" / "openai.jsonl").read_text()
-                            .splitlines(keepends=True)[:N]))
-    s = BatchSettings(model="models:/tickets/1", input=path, output=tmp_path / "unused.jsonl", concurrency=2,
-                      max_tokens=served.max_tokens)
-    doc = estimate_batch(s, sample=2, total=1000, out_dir=tmp_path / "est", apis=["gpt-4o-mini"])
-    assert doc["engine"]["engine"] == "endpoint" and doc["engine"]["model"] == "batch"
-    sample = doc["sample"]
-    assert sample["answered"] == 2 and sample["output_tokens"] > 0
-    hourly = load_prices().gpu_price("m7i-large-cpu").hourly_low
-    # 1,000 rows at the sample's 2 rows per wall_s seconds, at $/h
-    assert doc["providers"][0]["cost_usd"] == pytest.approx(hourly * 1000 / (2 / sample["wall_s"]) / 3600)
-    run = mlflow.MlflowClient(served.uri).get_run(doc["mlflow"]["run_id"])
-    assert run.data.tags["gekro_ft.batch"] == "estimate"
-    assert run.data.metrics["cost_usd_gpt-4o-mini_standard"] == pytest.approx(doc["providers"][1]["cost_usd"])

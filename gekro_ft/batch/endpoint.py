@@ -113,7 +113,10 @@ class EndpointEngine:
 
     def request(self, row: BatchRow) -> dict[str, Any]:
         """The body sent for ``row``: the row's own fields win over the job's defaults."""
-        return {**self.defaults, **(row.body or {}), "model": self.model}
+        body = {**self.defaults, **(row.body or {}), "model": self.model}
+        for key in ("stream", "stream_options"):  # one whole answer per row, as OpenAI's batch API gives
+            body.pop(key, None)
+        return body
 
     async def _ask(self, client: Any, row: BatchRow) -> Result:
         import openai
