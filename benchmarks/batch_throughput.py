@@ -63,11 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
     from gekro_ft.batch.server import cpu_engine
+    from gekro_ft.process import RaiseOnSignals
 
     levels = [int(x) for x in args.levels.split(",")]
     work = Path(tempfile.mkdtemp(prefix="batch-throughput-"))
     rows = []
-    with cpu_engine(args.adapter, log=work / "server.log", max_batch_size=max(levels)) as url:
+    # SIGTERM (a timeout) unwinds like Ctrl-C, so the server is stopped, not orphaned
+    with RaiseOnSignals(lambda signum: SystemExit(128 + signum)), \
+            cpu_engine(args.adapter, log=work / "server.log", max_batch_size=max(levels)) as url:
         for i in range(args.repeats):
             bench = bench_best(url, args.prompts, levels, args.requests, args.max_tokens, work / f"bench{i}")
             batch = batch_rate(url, args.prompts, args.requests, bench["concurrency"], args.max_tokens,
