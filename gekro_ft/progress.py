@@ -78,3 +78,28 @@ def count_progress(description: str, total: int) -> Iterator[Callable[[int], Non
                   TimeElapsedColumn(), console=err, transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def rows_progress(description: str, total: int | None) -> Iterator[Callable[[int, int], None] | None]:
+    """A bar over a batch job's rows with output tokens/s and the time left, on stderr; yields
+    ``advance(rows, output_tokens)`` (None when stderr is not a terminal)."""
+    if not err.is_terminal:
+        yield None
+        return
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task(description, total=total, speed="")
+        start, tokens = time.monotonic(), 0
+
+        def advance(rows: int, output_tokens: int) -> None:
+            nonlocal tokens
+            tokens += output_tokens
+            elapsed = max(time.monotonic() - start, 1e-9)
+            bar.update(task, advance=rows, speed=f"{tokens / elapsed:,.0f} tok/s")
+
+        yield advance

@@ -142,7 +142,8 @@ def create_app(config: Config) -> Starlette:
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": text, "finish_reason": "length"})
             state.answered += 1
-            return JSONResponse({"id": rid, "object": obj.removesuffix(".chunk"), "model": body["model"],
+            return JSONResponse({"id": rid, "object": obj.removesuffix(".chunk"), "created": int(time.time()),
+                                 "model": body["model"],
                                  "choices": [choice], **({"usage": usage} if cfg.usage else {})})
 
         def event(payload) -> bytes:

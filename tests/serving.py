@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -83,21 +84,38 @@ def adapter_server(adapter: Path, log_dir: Path, name: str = "tickets"):
         yield f"http://127.0.0.1:{port}"
 
 
+class FakeServer(NamedTuple):
+    proc: subprocess.Popen
+    port: int
+    url: str  # root, without /v1
+
+
 @contextlib.contextmanager
 def fake_openai(*args: str):
-    """``tests/fake_openai_server.py ARGS`` as a process on a free port; yields (process, port)."""
+    """``tests/fake_openai_server.py ARGS`` as a real process on a free port; yields a FakeServer."""
+    import tempfile
     import threading
 
+    errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty server cannot fill it and stall
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fake_openai_server.py")), "--port", "0",
-                             *args], stdout=subprocess.PIPE, text=True)
+                             *args], stdout=subprocess.PIPE, stderr=errors, text=True)
     line: list[str] = []
     reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
     reader.start()
     reader.join(30)
     try:
         if not line or not line[0].startswith("PORT "):
-            raise RuntimeError("the fake OpenAI server did not start")
-        yield proc, int(line[0].split()[1])
+            errors.seek(0)
+            raise RuntimeError(f"the fake server did not start: {errors.read()[-2000:]}")
+        port = int(line[0].split()[1])
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/health", timeout=10).status_code == 200
+        yield FakeServer(proc, port, url)
     finally:
-        proc.kill()
-        proc.wait()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        errors.close()

@@ -32,9 +32,8 @@ SECRET = "sk-test-0123456789abcdef"
 @pytest.fixture(scope="module")
 def server():
     """The fake server as a real process on a free port; its config is set per test."""
-    with fake_openai() as (_, port):
-        url = f"http://127.0.0.1:{port}"
-        assert httpx.get(url + "/health", timeout=10).status_code == 200
+    with fake_openai() as fake:
+        url = fake.url
         yield SimpleNamespace(url=url, configure=lambda **cfg: _configure(url, cfg),
                               stats=lambda: httpx.get(url + "/fake/stats").json())
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import REPO
 
 PACKAGE = REPO / "gekro_ft"
-STAGES = {"data", "train", "eval", "serve", "route", "bench", "cost"}
+STAGES = {"data", "train", "eval", "serve", "route", "bench", "batch", "cost"}
 RANK = {"base": 0, "stage": 1, "pipeline": 2, "cli": 3}
 
 

@@ -132,8 +132,8 @@ def test_the_sweep_and_the_choice_worked_example(tmp_path):
 
 @pytest.fixture(scope="module")
 def fake_port():
-    with fake_openai("--tokens", "3") as (_, port):
-        yield port
+    with fake_openai("--tokens", "3") as fake:
+        yield fake.port
 
 
 def _route(profile, requests, headers=None):

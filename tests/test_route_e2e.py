@@ -139,8 +139,8 @@ def test_checks_confidence_capacity_and_rules_escalate_exactly_their_requests(en
 
 
 def test_the_frontier_killed_mid_run_falls_back_with_nothing_lost(engine, tmp_path):
-    with fake_openai("--tokens", "3") as (fake, fake_port):
-        _kill_mid_run(engine, tmp_path, fake, fake_port)
+    with fake_openai("--tokens", "3") as fake:
+        _kill_mid_run(engine, tmp_path, fake.proc, fake.port)
 
 
 def _kill_mid_run(engine: str, tmp_path: Path, fake: subprocess.Popen, fake_port: int) -> None:

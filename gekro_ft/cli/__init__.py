@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from gekro_ft import __version__
+from gekro_ft.cli.batch import batch
 from gekro_ft.cli.bench import bench
 from gekro_ft.cli.cost import cost
 from gekro_ft.cli.data import data
@@ -50,5 +51,6 @@ main.add_command(serve)
 main.add_command(bench)
 main.add_command(cost)
 main.add_command(route)
+main.add_command(batch)
 main.add_command(pipeline)
 main.add_command(demo)
