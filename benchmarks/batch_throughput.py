@@ -2,6 +2,7 @@
 
     python benchmarks/batch_throughput.py --adapter work/demo/train/adapter
     python benchmarks/batch_throughput.py --adapter DIR --requests 16 --levels 4,8 --repeats 3
+    python benchmarks/batch_throughput.py --fake-token-ms 20 --requests 48 --max-tokens 32 --repeats 3  # clients alone
 
 Starts one CPU engine serving the adapter (as ``gekro-ft batch run`` starts it) and, on that
 same server, for each concurrency level in turn:
@@ -18,6 +19,10 @@ right after the other. Per repeat it prints each level's output tokens/s for bot
 mean batch size the engine formed (from its ``/health`` counters), then bench's best level
 against batch at that level's concurrency (the ratio batch ÷ bench; the median over repeats
 is the figure). The machine's other load shows in the spread between repeats.
+
+``--fake-token-ms MS`` puts ``tests/fake_openai_server.py`` in the engine's place (every answer
+``--max-tokens`` tokens, MS apart, no model): what is left is the two clients' own cost, the
+ideal being concurrency × 1000 ÷ MS output tokens/s.
 """
 
 from __future__ import annotations
@@ -32,23 +37,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def engine_counters(url: str) -> dict:
+def engine_counters(url: str) -> dict | None:
     import httpx
 
     h = httpx.get(url.removesuffix("/v1") + "/health", timeout=10).json()
-    return {"requests": h["requests"], "batches": h["batches"]}
+    return {"requests": h["requests"], "batches": h["batches"]} if "batches" in h else None  # the fake has none
 
 
-def mean_batch(before: dict, after: dict) -> float | None:
+def mean_batch(before: dict | None, after: dict | None) -> float | None:
+    if before is None or after is None:
+        return None
     batches = after["batches"] - before["batches"]
     return (after["requests"] - before["requests"]) / batches if batches else None
 
 
-def bench_level(url: str, prompts: Path, level: int, requests: int, max_tokens: int, out: Path) -> dict:
+def bench_level(url: str, model: str, prompts: Path, level: int, requests: int, max_tokens: int, out: Path) -> dict:
     from gekro_ft.bench.loadgen import measure
     from gekro_ft.bench.settings import BenchSettings
 
-    settings = BenchSettings(url=url.removesuffix("/v1"), model="batch", out_dir=out, prompts=prompts,
+    settings = BenchSettings(url=url.removesuffix("/v1"), model=model, out_dir=out, prompts=prompts,
                              concurrency=[level], requests=requests, max_tokens=max_tokens, warmup=1,
                              api_key_env="")
     before = engine_counters(url)
@@ -58,18 +65,22 @@ def bench_level(url: str, prompts: Path, level: int, requests: int, max_tokens: 
             "errors": result["errors"], "engine_mean_batch": mean_batch(before, after)}
 
 
-def batch_level(url: str, rows: Path, level: int, max_tokens: int, out: Path) -> dict:
+def batch_level(url: str, model: str, rows: Path, level: int, max_tokens: int, out: Path) -> dict:
     from gekro_ft.batch.run import BatchSettings, run_batch
 
     out.unlink(missing_ok=True)
     before = engine_counters(url)
-    doc = run_batch(BatchSettings(model=None, input=rows, output=out, url=url, served_model="batch",
+    doc = run_batch(BatchSettings(model=None, input=rows, output=out, url=url, served_model=model,
                                   concurrency=level, max_tokens=max_tokens))
     after = engine_counters(url)
     r = doc["this_run"]
     return {"concurrency": level, "output_tokens_per_s": r["output_tokens_per_s"], "rows": r["answered"],
             "failed": r["failed"], "output_tokens_per_row": r["output_tokens"] / max(r["answered"], 1),
             "engine_mean_batch": mean_batch(before, after)}
+
+
+def _mean(side: dict) -> str:
+    return "n/a" if side["engine_mean_batch"] is None else f"{side['engine_mean_batch']:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--levels", default="4,8", help="concurrency levels (the CPU engine batches up to the largest)")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--fake-token-ms", type=float, help="the fake server instead of the CPU engine: clients alone")
     args = ap.parse_args(argv)
     from gekro_ft.batch.server import cpu_engine
     from gekro_ft.process import RaiseOnSignals
@@ -93,20 +105,29 @@ def main(argv: list[str] | None = None) -> int:
     rows = work / "rows.jsonl"  # the rows the bench level asks after its warm-up request
     rows.write_text("".join(lines[1:args.requests + 1]))
     repeats = []
+    if args.fake_token_ms is not None:
+        sys.path.insert(0, str(REPO / "tests"))
+        from serving import fake_openai
+
+        server = fake_openai("--tokens", str(args.max_tokens), "--token-delay-ms", str(args.fake_token_ms))
+        model = "fake-adapter"
+    else:
+        server, model = cpu_engine(args.adapter, log=work / "server.log", max_batch_size=max(levels)), "batch"
     # SIGTERM (a timeout) unwinds like Ctrl-C, so the server is stopped, not orphaned
-    with RaiseOnSignals(lambda signum: SystemExit(128 + signum)), \
-            cpu_engine(args.adapter, log=work / "server.log", max_batch_size=max(levels)) as url:
+    with RaiseOnSignals(lambda signum: SystemExit(128 + signum)), server as started:
+        url = started if isinstance(started, str) else started.url + "/v1"
         for i in range(args.repeats):
             per_level = []
             for level in levels:
-                bench = bench_level(url, args.prompts, level, args.requests, args.max_tokens, work / f"bench{i}-{level}")
-                batch = batch_level(url, rows, level, args.max_tokens, work / f"batch{i}-{level}.jsonl")
+                bench = bench_level(url, model, args.prompts, level, args.requests, args.max_tokens,
+                                    work / f"bench{i}-{level}")
+                batch = batch_level(url, model, rows, level, args.max_tokens, work / f"batch{i}-{level}.jsonl")
                 per_level.append({"bench": bench, "batch": batch})
                 print(f"repeat {i + 1} c={level}: bench {bench['output_tokens_per_s']:.2f} output tok/s "
-                      f"(engine batches of {bench['engine_mean_batch'] or 0:.2f}, {bench['errors']} errors); "
+                      f"(engine batches of {_mean(bench)}, {bench['errors']} errors); "
                       f"batch run {batch['output_tokens_per_s']:.2f} output tok/s (engine batches of "
-                      f"{batch['engine_mean_batch'] or 0:.2f}, {batch['output_tokens_per_row']:.1f} tok/row, "
-                      f"{batch['failed']} failed)", flush=True)
+                      f"{_mean(batch)}, {batch['output_tokens_per_row']:.1f} tok/row, {batch['failed']} failed)",
+                      flush=True)
             best = max(per_level, key=lambda p: p["bench"]["output_tokens_per_s"])
             ratio = best["batch"]["output_tokens_per_s"] / best["bench"]["output_tokens_per_s"]
             repeats.append({"levels": per_level, "best_bench_concurrency": best["bench"]["concurrency"],
