@@ -11,7 +11,9 @@ The rules:
    - ``gekro-ft bench --api-key-env VAR`` (one ``--url`` per run);
    - ``gekro-ft eval --candidate-key-env VAR`` / ``--baseline-key-env VAR`` for that side;
    - ``openai:MODEL`` for ``OPENAI_API_KEY``: the spec names OpenAI, and ``OPENAI_BASE_URL``
-     (OpenAI's own client reads the pair the same way) is where the user put OpenAI;
+     (OpenAI's own client reads the pair the same way) is where the user put OpenAI; likewise
+     ``anthropic:MODEL`` for ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` (also how a price
+     table entry's ``ask`` reaches its API in ``gekro-ft batch estimate``);
    - a serving profile's ``api_key_env``, for the server started from it (the pipeline's bench).
 
    Not named for this endpoint: a default (``bench`` without ``--api-key-env`` tries
@@ -48,6 +50,14 @@ PROVIDER_HOSTS: dict[str, frozenset[str]] = {
     "TOGETHER_API_KEY": frozenset({"api.together.xyz"}),
     "DEEPSEEK_API_KEY": frozenset({"api.deepseek.com"}),
     "OPENROUTER_API_KEY": frozenset({"openrouter.ai"}),
+}
+
+# The APIs a spec ``PROVIDER:MODEL`` names (eval's providers, the price table's ``ask``), reached
+# through their OpenAI-compatible chat endpoint: provider -> (default base URL, the variable that
+# moves it, the variable holding its key), the variables as the provider's own client names them.
+PROVIDER_ENDPOINTS: dict[str, tuple[str, str, str]] = {
+    "openai": ("https://api.openai.com/v1", "OPENAI_BASE_URL", "OPENAI_API_KEY"),
+    "anthropic": ("https://api.anthropic.com/v1", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"),
 }
 
 

@@ -238,6 +238,143 @@ def test_estimate_figures_follow_from_the_sample_and_the_price_table(fake, tmp_p
     assert json.loads((tmp_path / "est" / "estimate.json").read_text())["schema_version"] == 1
 
 
+SECRET = "sk-test-0123456789abcdef-never-in-output"
+
+STAND_IN_PRICES = """
+api:
+  stand-in:                 # an API asked through OPENAI_BASE_URL: the fake server
+    ask: openai:fake-base
+    input_per_m: 1.0
+    output_per_m: 2.0
+    batch_input_per_m: 0.5
+    batch_output_per_m: 1.0
+    rate_limits: {tier-1: {requests_per_min: 100, tokens_per_min: 10000}}
+    as_of: 2025-06-01
+    source: https://example.com/prices
+  unkeyed:                  # its provider's key is not set: priced on the local sample's tokens
+    ask: anthropic:fake-base
+    input_per_m: 3.0
+    output_per_m: 4.0
+    as_of: 2025-06-01
+    source: https://example.com/prices
+"""
+
+
+@pytest.fixture
+def stand_in_api(tmp_path, monkeypatch):
+    """A second fake server standing in for OpenAI's API (3-token answers, wants SECRET), reached
+    as eval reaches it: OPENAI_BASE_URL and OPENAI_API_KEY."""
+    with fake_openai("--tokens", "3", "--api-key", SECRET) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+        for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+            monkeypatch.delenv(var, raising=False)
+        prices = tmp_path / "prices.yaml"
+        prices.write_text(STAND_IN_PRICES)
+
+        def configure(**cfg):
+            assert httpx.post(server.url + "/fake/config",
+                              json={"tokens": 3, "api_key": SECRET, **cfg}).status_code == 200
+
+        yield SimpleNamespace(prices=prices, configure=configure,
+                              count=lambda: httpx.get(server.url + "/fake/stats").json()["count"])
+
+
+def _no_secret_under(path: Path) -> None:
+    for f in path.rglob("*"):
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_estimate_asks_an_api_whose_key_is_set_records_its_answers_and_replays_them(
+        fake, stand_in_api, tmp_path, cli, monkeypatch):
+    from gekro_ft.batch.estimate import estimate_batch
+    from gekro_ft.cost.prices import load_prices
+
+    fake.configure(tokens=8)  # the local model answers 8 tokens a row, the API 3
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"question number {i}"} for i in range(10)])
+    s = settings(fake, tmp_path, path, max_tokens=16)
+    est = tmp_path / "est"
+    doc = estimate_batch(s, sample=4, total=1000, out_dir=est, prices=stand_in_api.prices,
+                         apis=["stand-in", "unkeyed"])
+    asked = doc["api_samples"]["stand-in"]
+    assert stand_in_api.count() == 4  # the sample's 4 rows, once each
+    assert (asked["tokens_from"], asked["answered"], asked["requests_sent"], asked["from_recording"]) == (
+        "measured", 4, 4, 0)
+    assert (asked["input_tokens"], asked["output_tokens"]) == (4 * 3, 4 * 3)  # the fake counts 3 words a prompt
+    assert doc["api_samples"]["unkeyed"]["tokens_from"] == "local sample"
+    assert "ANTHROPIC_API_KEY is not set" in doc["api_samples"]["unkeyed"]["why"]
+
+    # every figure again, from the sample's measured tokens and the price table
+    table = load_prices(stand_in_api.prices)
+    by = {(p["provider"], p["tier"]): p for p in doc["providers"]}
+    api_in, api_out = 1000 * 12 / 4, 1000 * 12 / 4  # the API's own counts, per row x 1000 rows
+    local_in, local_out = 1000 * doc["sample"]["input_tokens"] / 4, 1000 * 8
+    line = by["stand-in", "standard"]
+    assert (line["tokens_from"], line["output_tokens_per_row"]) == ("measured", 3)
+    assert line["cost_usd"] == pytest.approx(api_in * 1.0 / 1e6 + api_out * 2.0 / 1e6)
+    assert by["stand-in", "batch"]["cost_usd"] == pytest.approx(api_in * 0.5 / 1e6 + api_out * 1.0 / 1e6)
+    limit = table.api_price("stand-in").rate_limits["tier-1"]
+    assert line["wall_s"] == pytest.approx(60 * max(1000 / limit.requests_per_min,
+                                                    (api_in + api_out) / limit.tokens_per_min))
+    assert line["x_local"] == pytest.approx(line["cost_usd"] / by["local (m7i-large-cpu)", "self-hosted"]["cost_usd"])
+    assumed = by["unkeyed", "standard"]
+    assert (assumed["tokens_from"], assumed["output_tokens_per_row"]) == ("local sample", 8)
+    assert assumed["cost_usd"] == pytest.approx(local_in * 3.0 / 1e6 + local_out * 4.0 / 1e6)
+    md = (est / "estimate.md").read_text()
+    assert "| stand-in | standard | 3.0 | measured by the API |" in md
+    assert "| unkeyed | standard | 8.0 | assumed (local sample) |" in md
+
+    # the same command again: the API's answers come from the recording, no request, same figures
+    r = cli("batch", "estimate", "--url", fake.url, "--model", "fake-adapter", path, "--sample", 4, "--total", 1000,
+            "--max-tokens", 16, "--prices", stand_in_api.prices, "--api", "stand-in", "--api", "unkeyed",
+            "-o", est, "--json")
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)
+    assert stand_in_api.count() == 4
+    assert (again["api_samples"]["stand-in"]["requests_sent"], again["api_samples"]["stand-in"]["from_recording"]) == (0, 4)
+    assert [p["cost_usd"] for p in again["providers"][1:]] == pytest.approx([p["cost_usd"] for p in doc["providers"][1:]])
+
+    # a recording that holds the whole sample is replayed with no key at all, as eval replays
+    monkeypatch.delenv("OPENAI_API_KEY")
+    keyless = estimate_batch(s, sample=4, total=1000, out_dir=est, prices=stand_in_api.prices, apis=["stand-in"])
+    assert keyless["api_samples"]["stand-in"]["tokens_from"] == "measured" and stand_in_api.count() == 4
+    assert SECRET not in r.output
+    _no_secret_under(est)
+
+
+def test_estimate_api_failures_fall_back_to_the_local_sample_without_the_key(fake, stand_in_api, tmp_path, cli):
+    # every request fails, and the fake echoes the Authorization header in its error, as a careless server may
+    fake.configure(tokens=8)
+    stand_in_api.configure(fail_every=1, fail_status=500)
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p{i}"} for i in range(3)])
+    est = tmp_path / "est"
+    r = cli("batch", "estimate", "--url", fake.url, "--model", "fake-adapter", path, "--sample", 2,
+            "--prices", stand_in_api.prices, "--api", "stand-in", "-o", est, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    asked = doc["api_samples"]["stand-in"]
+    assert asked["tokens_from"] == "local sample" and "HTTP 500" in asked["why"] and "***" in asked["why"]
+    assert stand_in_api.count() >= 2
+    assert not (est / "recordings" / "stand-in" / "fake-base.jsonl").exists()  # failures are never recorded
+    assert SECRET not in r.output
+    _no_secret_under(est)
+
+
+def test_estimate_refuses_to_send_a_key_over_plain_http_before_running(fake, stand_in_api, tmp_path, monkeypatch):
+    from gekro_ft.batch.estimate import estimate_batch
+    from gekro_ft.errors import KeyRefusedError
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://api.example.com/v1")
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])
+    sent = fake.stats()["count"]
+    with pytest.raises(KeyRefusedError) as e:
+        estimate_batch(settings(fake, tmp_path, path), out_dir=tmp_path / "e", prices=stand_in_api.prices,
+                       apis=["stand-in"])
+    assert "OPENAI_API_KEY" in str(e.value) and SECRET not in str(e.value)
+    assert fake.stats()["count"] == sent  # nothing ran
+
+
 def test_estimate_names_a_machine_missing_from_the_price_table_before_running(fake, tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])
     from gekro_ft.batch.estimate import estimate_batch

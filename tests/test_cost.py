@@ -191,6 +191,27 @@ def test_api_bill_prices_cached_input_and_the_batch_tier_by_hand():
         mini.bill(100, 10, cached_input_tokens=200)
 
 
+def test_every_shipped_api_says_where_to_ask_it_and_a_bad_ask_is_named(tmp_path, monkeypatch):
+    from gekro_ft.cost.prices import load_prices
+    from gekro_ft.errors import PriceError
+    from gekro_ft.eval.providers import make_provider
+    from gekro_ft.eval.suite import Endpoint
+
+    for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    asked = {}
+    for name, price in load_prices().api.items():
+        provider = make_provider(price.ask, None, Endpoint(), tmp_path)
+        asked[name] = (provider.base_url, provider.key_env)
+    assert asked["gpt-4o-mini"] == ("https://api.openai.com/v1", "OPENAI_API_KEY")
+    assert asked["claude-3.5-haiku"] == ("https://api.anthropic.com/v1", "ANTHROPIC_API_KEY")
+    mine = tmp_path / "p.yaml"
+    mine.write_text("api:\n  x: {ask: gemini:flash, input_per_m: 1, output_per_m: 2, as_of: 2026-01-01, "
+                    "source: https://example.com/p}\n")
+    with pytest.raises(PriceError, match="api.x.ask: .*give PROVIDER:MODEL with PROVIDER one of openai, anthropic"):
+        load_prices(mine)
+
+
 def test_a_batch_price_needs_both_rates(tmp_path):
     from gekro_ft.cost.prices import load_prices
     from gekro_ft.errors import PriceError

@@ -98,3 +98,10 @@ def test_eval_endpoints_take_the_suites_provider_key_only_to_the_provider(tmp_pa
     # OPENAI_BASE_URL moves OpenAI (a proxy): openai:MODEL still sends OpenAI's key there
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:4000/v1")
     assert key_env("openai:gpt-4.1-mini", None) == "OPENAI_API_KEY"
+    # anthropic:MODEL the same way: Anthropic's key, to api.anthropic.com or ANTHROPIC_BASE_URL
+    assert key_env("anthropic:claude-3-5-haiku-20241022", None) == "ANTHROPIC_API_KEY"
+    assert key_env("anthropic:claude-3-5-haiku-20241022", "OPENAI_API_KEY") is None
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:4001/v1")
+    provider = make_provider("anthropic:claude-3-5-haiku-20241022", None, Endpoint(), tmp_path)
+    assert (provider.base_url, provider.model, provider.key_env) == (
+        "http://127.0.0.1:4001/v1", "claude-3-5-haiku-20241022", "ANTHROPIC_API_KEY")

@@ -59,19 +59,42 @@ def write_estimate_report(doc: dict[str, Any], out_dir: str | Path) -> dict[str,
     return {"json": json_path, "md": md, "html": html, "plot": plot}
 
 
+def tokens_from(p: dict[str, Any]) -> str:
+    """Whose token counts a provider's line is priced on, as the tables say it."""
+    if p["tier"] == "self-hosted":
+        return "measured"
+    return "measured by the API" if p.get("tokens_from") == "measured" else "assumed (local sample)"
+
+
+def api_sample_line(name: str, a: dict[str, Any]) -> str:
+    """What became of the sample sent to one API (never a key: the variable's name at most)."""
+    if a["tokens_from"] != "measured":
+        return f"- `{name}` ({a['ask']}): tokens assumed from the local sample: {a['why']}"
+    failed = f", {a['failed']} failed ({a['errors_by_kind']})" if a["failed"] else ""
+    return (f"- `{name}` ({a['ask']} at {a['base_url']}): {a['answered']} of {a['rows']} sample rows answered{failed}, "
+            f"{a['from_recording']} replayed from `{a['recording']}`, {a['requests_sent']} requests sent; "
+            f"{a['input_tokens'] / a['answered']:.1f} input and {a['output_tokens'] / a['answered']:.1f} output "
+            "tokens per row")
+
+
 def estimate_markdown(doc: dict[str, Any]) -> str:
     s, loc = doc["sample"], doc["local"]
-    rows = [[p["provider"], p["tier"], f"${p['cost_usd']:,.2f}", f"{p['x_local']:,.1f}×",
-             duration(p["wall_s"]), p["wall_note"]] for p in doc["providers"]]
+    rows = [[p["provider"], p["tier"], f"{p['output_tokens_per_row']:.1f}", tokens_from(p), f"${p['cost_usd']:,.2f}",
+             f"{p['x_local']:,.1f}×", duration(p["wall_s"]), p["wall_note"]] for p in doc["providers"]]
+    asked = doc.get("api_samples") or {}
     return "\n".join([
         f"# Batch estimate: {doc['rows']:,} rows of {doc['input']['path']}", "",
         f"Sample: {s['answered']} of {s['rows']} rows answered in {s['wall_s']:.1f} s by `{doc['model']}` "
         f"({doc['engine']['engine']}): {doc['input_tokens_per_row']:.1f} input and "
         f"{doc['output_tokens_per_row']:.1f} output tokens per row, {loc['output_tokens_per_s']:.1f} output "
         f"tokens/s. Local machine: {loc['machine']} at ${loc['usd_per_hour']:g}/h ({loc['price_note']}).", "",
-        f"The corpus: {doc['input_tokens']:,.0f} input and {doc['output_tokens']:,.0f} output tokens. "
-        f"API wall clocks are bounded by the {doc['tier']} rate limits in the price table.", "",
-        md_table(["provider", "tier", "cost", "× local", "wall clock", "wall clock from"], rows), "",
+        f"The corpus, at the local sample's tokens per row: {doc['input_tokens']:,.0f} input and "
+        f"{doc['output_tokens']:,.0f} output tokens. An API's line is priced on the tokens that API reported "
+        "for the same sample rows where it was asked (*measured by the API*), else on the local sample's "
+        f"(*assumed*). API wall clocks are bounded by the {doc['tier']} rate limits in the price table.", "",
+        md_table(["provider", "tier", "output tokens/row", "tokens", "cost", "× local", "wall clock",
+                  "wall clock from"], rows), "",
+        *(["## The sample on the APIs", "", *(api_sample_line(n, a) for n, a in asked.items()), ""] if asked else []),
         "![cost and wall clock per provider](estimate.png)", ""])
 
 

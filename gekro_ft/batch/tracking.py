@@ -26,6 +26,8 @@ def _metrics(what: str, doc: dict[str, Any]) -> dict[str, float]:
             figures[f"cost_usd_{name}"] = p["cost_usd"]
             if p["wall_s"] is not None:
                 figures[f"wall_s_{name}"] = p["wall_s"]
+            if p["tier"] == "standard" and p.get("tokens_from") == "measured":
+                figures[f"output_tokens_per_row_{name.removesuffix('_standard')}"] = p["output_tokens_per_row"]
     return {k: float(v) for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

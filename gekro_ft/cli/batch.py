@@ -116,15 +116,24 @@ def run(args, url, served_model, api_key_env, engine, input_kind, schema, suite,
               help="The local machine's entry in the price table's gpu section (its $/h).")
 @click.option("--tier", default="tier-1", show_default=True, help="The API usage tier whose rate limits apply.")
 @click.option("--api", "apis", multiple=True, help="Price only these APIs (repeatable; default: every one in the table).")
+@click.option("--ask-apis/--no-ask-apis", default=True, show_default=True,
+              help="Send the sample to each priced API whose key is set (OPENAI_API_KEY, ANTHROPIC_API_KEY; "
+                   "the price table's `ask`) and price it on the tokens it reports; answers are recorded, so "
+                   "a rerun replays them without a request.")
+@click.option("--recordings", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the APIs' answers are recorded (default OUT/recordings).")
 @click.option("--prices", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Your own price table (rate limits included; replaces shipped entries of the same name).")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("work/batch/estimate"), show_default=True, help="Report directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 def estimate(args, url, served_model, api_key_env, engine, input_kind, schema, suite, concurrency,
-             max_tokens, sample, total, machine, tier, apis, prices, out_dir, as_json) -> None:
+             max_tokens, sample, total, machine, tier, apis, ask_apis, recordings, prices, out_dir,
+             as_json) -> None:
     """Run a sample of INPUT through MODEL and extrapolate to the corpus: cost and wall clock
-    here and on each API in the price table (standard and batch tier).
+    here and on each API in the price table (standard and batch tier). Each API whose key is
+    set gets the same sample (recorded, replayed on a rerun) and is priced on the tokens it
+    reported; the others on the local sample's tokens, and the table says which.
 
     \b
     Example:
@@ -141,16 +150,23 @@ def estimate(args, url, served_model, api_key_env, engine, input_kind, schema, s
                   schema, suite, concurrency, max_tokens)
     with interruptible():
         doc = estimate_batch(s, sample, total, out_dir=out_dir, prices=prices, machine=machine, tier=tier,
-                             apis=list(apis) or None, progress=rows_progress)
+                             apis=list(apis) or None, ask_apis=ask_apis, recordings=recordings,
+                             progress=rows_progress)
     if as_json:
         print_json(doc)
         return
     from rich.table import Table
 
-    table = Table("provider", "tier", "cost", "× local", "wall clock",
-                  title=f"{doc['rows']:,} rows ({doc['output_tokens_per_row']:.1f} output tokens a row)")
+    from gekro_ft.batch.report import tokens_from
+
+    table = Table("provider", "tier", "output tok/row", "tokens", "cost", "× local", "wall clock",
+                  title=f"{doc['rows']:,} rows")
     for p in doc["providers"]:
-        table.add_row(p["provider"], p["tier"], f"${p['cost_usd']:,.2f}", f"{p['x_local']:,.1f}×",
-                      duration(p["wall_s"]))
+        table.add_row(p["provider"], p["tier"], f"{p['output_tokens_per_row']:.1f}", tokens_from(p),
+                      f"${p['cost_usd']:,.2f}", f"{p['x_local']:,.1f}×", duration(p["wall_s"]))
     out.print(table)
+    for name, a in (doc.get("api_samples") or {}).items():
+        if a["tokens_from"] == "measured":
+            err.print(f"{name}: {a['answered']} of {a['rows']} sample rows answered, {a['from_recording']} "
+                      f"replayed from {a['recording']}, {a['requests_sent']} requests sent")
     out.print(f"report: {Path(out_dir) / 'estimate.html'}")

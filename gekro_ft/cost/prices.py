@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gekro_ft.config import describe, read_yaml, shipped
 from gekro_ft.errors import PriceError
@@ -46,6 +46,19 @@ class ApiPrice(_Dated):
     batch_output_per_m: float | None = Field(None, gt=0)
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict,
                                               description="Per usage tier (e.g. tier-1): what bounds an API's wall clock.")
+    ask: str | None = Field(None, description="PROVIDER:MODEL (openai:gpt-4o-mini, anthropic:claude-3-5-haiku-20241022): "
+                                              "where `gekro-ft batch estimate` sends its sample when the provider's "
+                                              "key variable is set (OPENAI_API_KEY, ANTHROPIC_API_KEY).")
+
+    @field_validator("ask")
+    @classmethod
+    def _provider_model(cls, v: str | None) -> str | None:
+        from gekro_ft.keys import PROVIDER_ENDPOINTS
+
+        provider, _, model = (v or "").partition(":")
+        if v is not None and (provider not in PROVIDER_ENDPOINTS or not model.strip()):
+            raise ValueError(f"give PROVIDER:MODEL with PROVIDER one of {', '.join(PROVIDER_ENDPOINTS)}")
+        return v
 
     @model_validator(mode="after")
     def _batch_pair(self):

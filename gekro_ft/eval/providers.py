@@ -8,6 +8,8 @@ Spec strings, as ``--candidate`` and ``--baseline`` take them:
 ``models:/NAME@ALIAS``     a registry version, downloaded once (``models:/NAME/3`` works too)
 ``base:MODEL``             a base model with no adapter, generated locally
 ``openai:MODEL``           OpenAI's API (``OPENAI_BASE_URL`` overrides the address)
+``anthropic:MODEL``        Anthropic's API through its OpenAI-compatible endpoint
+                           (``ANTHROPIC_BASE_URL`` overrides the address)
 ``http(s)://HOST/v1``      any OpenAI-compatible server; ``--…-model`` names the model
 ``recording:FILE``         replay only: answers recorded earlier, no network at all
 =========================  ==================================================================
@@ -16,10 +18,10 @@ A failed request is an :class:`Answer` with ``error`` set: counted and shown, ne
 scored as a wrong answer and never dropped.
 
 API keys (:mod:`gekro_ft.keys`): a side's key is in ``--candidate-key-env`` / ``--baseline-key-env``,
-else in the suite's ``endpoint.api_key_env``, else (``openai:MODEL`` only) in ``OPENAI_API_KEY``. A
-provider's variable taken from the suite goes only to that provider's host (``OPENAI_API_KEY`` to
-api.openai.com, or to ``OPENAI_BASE_URL`` for ``openai:MODEL``); no key goes over plain HTTP
-beyond this machine.
+else in the suite's ``endpoint.api_key_env``, else (``openai:MODEL`` / ``anthropic:MODEL`` only) in
+that provider's ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY``. A provider's variable taken from the
+suite goes only to that provider's host (``OPENAI_API_KEY`` to api.openai.com, or to
+``OPENAI_BASE_URL`` for ``openai:MODEL``); no key goes over plain HTTP beyond this machine.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from gekro_ft.data.conversation import Conversation
 from gekro_ft.errors import ProviderError
 from gekro_ft.eval.recordings import Recording, request_key
 from gekro_ft.eval.suite import Endpoint, Generation
-from gekro_ft.keys import check_transport, may_send, public_url
+from gekro_ft.keys import PROVIDER_ENDPOINTS, check_transport, may_send, public_url
 
 
 @dataclass
@@ -132,10 +134,14 @@ class EndpointProvider:
 
     def generate(self, convs: list[Conversation], gen: Generation,
                  progress: Callable[[int], None] | None = None) -> list[Answer]:
+        return self.generate_messages([c.prompt_messages() for c in convs], gen, progress)
+
+    def generate_messages(self, prompts: list[list[dict]], gen: Generation,
+                          progress: Callable[[int], None] | None = None) -> list[Answer]:
+        """One answer per prompt (chat messages), from the recording where it holds one."""
         settings = gen.model_dump()
-        prompts = [c.prompt_messages() for c in convs]
         keys = [request_key(self.model, p, settings) for p in prompts]
-        answers: list[Answer | None] = [None] * len(convs)
+        answers: list[Answer | None] = [None] * len(prompts)
         todo = []
         for i, key in enumerate(keys):
             rec = self.recording.get(key) if self.recording and not self.record_only else None
@@ -249,12 +255,14 @@ def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_d
     names the API key's variable for this side (``--candidate-key-env``); without it the
     suite's ``endpoint.api_key_env`` applies, where a provider's key goes only to that
     provider's host (gekro_ft.keys)."""
-    if spec.startswith("openai:"):
+    prefix = spec.split(":", 1)[0]
+    if prefix in PROVIDER_ENDPOINTS and ":" in spec:
         name = spec.split(":", 1)[1]
-        url = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        env = key_env or endpoint.api_key_env or "OPENAI_API_KEY"
-        # openai: names OpenAI, and OPENAI_BASE_URL is where the user put it (as OpenAI's client reads them)
-        explicit = bool(key_env) or env == "OPENAI_API_KEY"
+        default_url, url_env, own_env = PROVIDER_ENDPOINTS[prefix]
+        url = os.environ.get(url_env, default_url)
+        env = key_env or endpoint.api_key_env or own_env
+        # the spec names the provider, and its *_BASE_URL is where the user put it (as its client reads them)
+        explicit = bool(key_env) or env == own_env
         return EndpointProvider(url, name, spec, endpoint, Recording(recording_path(recordings_dir, name)),
                                 record_only, _key_env(url, env, explicit))
     if spec.startswith(("http://", "https://")):
@@ -281,4 +289,5 @@ def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_d
         raise ProviderError(f"{path} is not an adapter directory (no adapter_config.json)",
                             hint="for a plain model use base:DIR")
     raise ProviderError(f"cannot tell what {spec!r} is",
-                        hint="use an adapter DIR, models:/NAME@ALIAS, base:MODEL, openai:MODEL, URL or recording:FILE")
+                        hint="use an adapter DIR, models:/NAME@ALIAS, base:MODEL, openai:MODEL, anthropic:MODEL, "
+                             "URL or recording:FILE")
