@@ -199,6 +199,10 @@ class EndpointProvider:
                       usage.completion_tokens if usage else None, latency)
 
 
+SERVED_CONCURRENCY = 8  # the CPU engine's default batch (serve/cpu-default.yaml)
+SERVED_TIMEOUT_S = 900.0
+
+
 class ServedProvider(EndpointProvider):
     """The candidate as a server answers for it: the same artifact production runs, judged live.
 
@@ -209,6 +213,11 @@ class ServedProvider(EndpointProvider):
     kind = "served"
 
     def __init__(self, base_url: str, model: str, adapter: str, settings: Endpoint, key_env: str | None = None):
+        # The suite's concurrency and timeout are sized for an API. Our own server batches, so it
+        # gets at least a full CPU-engine batch in flight; and a slow answer on a busy machine is
+        # waited for, not abandoned and asked again (the abandoned one would still be computed).
+        settings = settings.model_copy(update={"concurrency": max(settings.concurrency, SERVED_CONCURRENCY),
+                                               "timeout_s": max(settings.timeout_s, SERVED_TIMEOUT_S)})
         super().__init__(base_url, model, f"{adapter} served as {model} at {public_url(base_url)}", settings,
                          recording=None, key_env=key_env)
         self.adapter = adapter
