@@ -19,6 +19,11 @@ from typing import Any
 from gekro_ft.errors import ServeError
 
 
+# What a server's /v1/models says in ``owned_by``, as the engine's name: the bench labels its
+# figures with it, and the eval says which engine produced the answers it judged.
+ENGINE_OF_OWNER = {"gekro-ft-cpu": "cpu", "vllm": "vllm"}
+
+
 def client_host(host: str) -> str:
     """The address a local client uses to reach a server bound to ``host``."""
     if host in ("0.0.0.0", ""):

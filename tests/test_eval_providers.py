@@ -200,3 +200,61 @@ def test_a_key_is_refused_over_plain_http_to_another_machine(tmp_path, monkeypat
     assert ("Error (api key): refusing to send the API key in MY_KEY to http://192.0.2.1:8000/v1"
             in result.output)
     assert SECRET not in result.output
+
+
+def test_a_served_candidate_is_judged_live_with_its_engine_and_adapter(fake, tmp_path, monkeypatch):
+    """--served-at: the answers are the server's, asked again on every run (never replayed from
+    a recording a retrained adapter would inherit); the adapter's manifest and the server's
+    engine are in what the report shows."""
+    import orjson
+
+    from gekro_ft.errors import ProviderError
+    from gekro_ft.eval.providers import served_provider
+    from gekro_ft.eval.suite import Endpoint, Generation
+
+    url, configure = fake
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_bytes(orjson.dumps({"base_model_name_or_path": "fake-base"}))
+    (adapter / "gekro_ft.json").write_bytes(orjson.dumps({"mlflow_run_id": "run-123"}))
+    monkeypatch.setenv("FAKE_KEY", SECRET)
+    configure(tokens=3, owned_by="gekro-ft-cpu", api_key=SECRET)
+    for _ in range(2):
+        p = served_provider(url, "fake-base", str(adapter), Endpoint(max_retries=0), key_env="FAKE_KEY")
+        answers = p.generate(convs(3), Generation())
+        assert [a.text for a in answers] == [" hello" * 3] * 3 and not any(a.cached for a in answers)
+    assert httpx.get(f"{url}/fake/stats").json()["answered"] == 6  # both runs asked the server
+    shown = p.describe()
+    assert (shown["kind"], shown["engine"], shown["training_run_id"], shown["recording"]) == \
+        ("served", "cpu", "run-123", None)
+    assert shown["base_url"] == f"{url}/v1" and SECRET not in str(shown)
+    assert not (tmp_path / "rec").exists()
+
+    with pytest.raises(ProviderError, match="does not serve 'tickets'.*fake-base"):
+        served_provider(f"{url}/v1", "tickets", str(adapter), Endpoint(max_retries=0),
+                        key_env="FAKE_KEY").generate(convs(1), Generation())
+    with pytest.raises(ProviderError, match="--candidate-model"):
+        served_provider(url, None, str(adapter), Endpoint())
+    with pytest.raises(ProviderError, match="not an adapter directory"):
+        served_provider(url, "fake-base", str(tmp_path), Endpoint())
+
+
+def test_eval_served_at_from_the_cli_names_the_engine_in_the_report(fake, tmp_path, cli, monkeypatch):
+    import orjson
+
+    url, configure = fake
+    configure(tokens=2, owned_by="vllm")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_bytes(orjson.dumps({"base_model_name_or_path": "fake-base"}))
+    write_jsonl(tmp_path / "d.jsonl", [oa(("user", f"q{i}"), ("assistant", "hello hello")) for i in range(3)])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "s", "data": "d.jsonl", "metrics": ["exact_match"],
+                                                     "gate": "candidate.exact_match >= 1"}))
+    result = cli("eval", tmp_path / "s.yaml", "--candidate", adapter, "--served-at", url,
+                 "--candidate-model", "fake-adapter", "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
+    assert report["sides"]["candidate"]["provider"]["engine"] == "vllm"
+    assert report["sides"]["candidate"]["aggregates"]["exact_match"] == 1.0
+    assert "| engine | vllm |" in (tmp_path / "out" / "report.md").read_text()

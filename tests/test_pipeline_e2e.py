@@ -87,6 +87,13 @@ def test_demo_killed_during_training_resumes_and_finishes(tmp_path):
     assert orjson.loads((stages / "train.result.json").read_bytes())["adapter"] == str(work / "train" / "adapter")
     assert orjson.loads((stages / "eval.result.json").read_bytes())["verdict"] == "pass"
 
+    # The gate judged what is served: the adapter's answers came from the CPU engine's endpoint,
+    # the same server the bench then measured.
+    judged = orjson.loads((work / "eval" / "report.json").read_bytes())["sides"]["candidate"]["provider"]
+    assert (judged["kind"], judged["engine"], judged["adapter"]) == ("served", "cpu", str(work / "train" / "adapter"))
+    assert summary["eval"]["judged"].startswith("cpu engine, through http://127.0.0.1:")
+    assert "The adapter's answers came from: cpu engine" in (work / "summary.md").read_text()
+
     # Served, benched and priced: figures read from the stages' own outputs.
     bench = orjson.loads((work / "bench" / "bench.json").read_bytes())
     assert [lv["concurrency"] for lv in bench["levels"]] == [1, 4]
@@ -104,9 +111,10 @@ def test_demo_killed_during_training_resumes_and_finishes(tmp_path):
     assert third.stderr.count("done in an earlier run, skipped") == 5
 
 
-def test_a_failed_gate_stops_before_serving_with_exit_1(tmp_path):
+def test_a_failed_gate_stops_before_the_bench_with_exit_1(tmp_path):
     """Resumed after data and training (recorded as done, with a random adapter standing in
-    for the trained one): eval runs, the gate fails, nothing is served, the parent run FAILED."""
+    for the trained one): eval runs through the server, the gate fails, nothing is benched or
+    priced, the parent run FAILED."""
     from mlflow import MlflowClient
 
     from gekro_ft.pipeline.config import load_pipeline
@@ -125,7 +133,7 @@ def test_a_failed_gate_stops_before_serving_with_exit_1(tmp_path):
                            *[a for o in overrides for a in ("--set", o)]],
                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=900)
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "the gate failed: not serving" in done.stderr
+    assert "the gate failed: not benched or priced" in done.stderr
     assert done.stderr.count("done in an earlier run, skipped") == 2
     saved = orjson.loads((work / "pipeline.json").read_bytes())
     assert saved["stages"]["eval"]["verdict"] == "fail" and "bench" not in saved["stages"]

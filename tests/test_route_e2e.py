@@ -131,7 +131,8 @@ def test_checks_confidence_capacity_and_rules_escalate_exactly_their_requests(en
     assert done.returncode == 0, done.stdout + done.stderr
     cmd = [sys.executable, "-m", "gekro_ft.cli", "train", "smollm2-135m-cpu", "-o", str(tmp_path / "again")]
     for o in [f"data.train={log_path}", "train.max_steps=2", "train.batch_size=2", "train.save_steps=100",
-              "train.eval_steps=100", "data.eval_frac=0.2", "tracking.experiment=route-tests"]:
+              "train.eval_steps=100", "data.eval_frac=0.2", "tracking.experiment=route-tests",
+              "model.max_seq_len=1024"]:  # the capacity escalation's prompt is long on purpose
         cmd += ["--set", o]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -32,8 +32,8 @@ from gekro_ft.bench.settings import BenchSettings, base_url, public_url
 from gekro_ft.bench.stats import aggregate
 from gekro_ft.bench.tokens import TokenCounter
 from gekro_ft.errors import BenchError
+from gekro_ft.process import ENGINE_OF_OWNER
 
-ENGINES = {"gekro-ft-cpu": "cpu", "vllm": "vllm"}  # /v1/models owned_by -> engine
 
 # (label, requests done, requests in the level or None when it runs for a duration)
 Progress = Callable[[str, int, "int | None"], None]
@@ -198,7 +198,7 @@ async def _probe(client: StreamClient, settings: BenchSettings) -> ServerInfo:
         raise BenchError(f"model {settings.model!r} is not served at {public_url(settings.url)}",
                          hint="it serves: " + ", ".join(models))
     owners = {c.get("owned_by") for c in cards if isinstance(c, dict)}
-    engines = {ENGINES[o] for o in owners if o in ENGINES}
+    engines = {ENGINE_OF_OWNER[o] for o in owners if o in ENGINE_OF_OWNER}
     if len(engines) == 1:
         return ServerInfo(models, answer, engines.pop(), "server")
     return ServerInfo(models, answer, *fallback_engine)

@@ -14,7 +14,10 @@ from gekro_ft.progress import count_progress
 @click.argument("suite")
 @click.option("--candidate", "-c", required=True,
               help="Adapter DIR, models:/NAME@ALIAS, base:MODEL, openai:MODEL, URL or recording:FILE.")
-@click.option("--candidate-model", help="Model name when --candidate is a URL.")
+@click.option("--candidate-model", help="Model name when --candidate is a URL, or the name the --served-at server "
+              "answers to for the candidate.")
+@click.option("--served-at", metavar="URL", help="Judge the candidate adapter as the server at URL answers for it "
+              "(the artifact production runs, on its engine); answers are live, never recorded.")
 @click.option("--baseline", "-b", help="The same forms as --candidate; omit to judge the candidate alone.")
 @click.option("--baseline-model", help="Model name when --baseline is a URL.")
 @click.option("--candidate-key-env", metavar="VAR", help="Environment variable holding the API key for "
@@ -40,7 +43,7 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
           baseline_model: str | None, candidate_key_env: str | None, baseline_key_env: str | None,
           out_dir: Path | None, recordings: Path | None, record_only: bool, promote: bool,
           bench: Path | None, prices: Path | None, limit: int | None, gate: str | None,
-          as_json: bool) -> None:
+          as_json: bool, served_at: str | None) -> None:
     """Score a candidate and a baseline on SUITE (a file or a name in eval/) and decide the gate.
 
     Exit code: 0 the gate passed, 1 it failed, 2 it could not be decided (an unreachable
@@ -51,6 +54,8 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
     Example:
       gekro-ft eval ticket-extraction --candidate work/demo/train/adapter \\
           --baseline openai:gpt-4.1-mini --promote
+      gekro-ft eval ticket-extraction --candidate work/demo/train/adapter \\
+          --served-at http://127.0.0.1:8000/v1 --candidate-model tickets
     """
     from gekro_ft.eval.runner import run_eval
     from gekro_ft.eval.suite import load_suite, with_gate
@@ -64,7 +69,8 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
                        candidate_model=candidate_model, baseline_model=baseline_model,
                        recordings_dir=recordings, record_only=record_only, promote=promote,
                        bench=bench, prices=prices, progress=count_progress,
-                       candidate_key_env=candidate_key_env, baseline_key_env=baseline_key_env)
+                       candidate_key_env=candidate_key_env, baseline_key_env=baseline_key_env,
+                       served_at=served_at)
     r = outcome.report
     if as_json:
         print_json({"verdict": outcome.verdict, "reason": r["gate"]["reason"],

@@ -14,6 +14,9 @@ Spec strings, as ``--candidate`` and ``--baseline`` take them:
 ``recording:FILE``         replay only: answers recorded earlier, no network at all
 =========================  ==================================================================
 
+With ``served_at`` (``--served-at URL``) the candidate ``DIR`` or ``models:/…`` is judged as a
+server answers for it (:class:`ServedProvider`): the artifact production runs, on its engine.
+
 A failed request is an :class:`Answer` with ``error`` set: counted and shown, never
 scored as a wrong answer and never dropped.
 
@@ -202,6 +205,75 @@ class EndpointProvider:
                       usage.completion_tokens if usage else None, latency)
 
 
+SERVED_CONCURRENCY = 8  # the CPU engine's default batch (serve/cpu-default.yaml)
+SERVED_TIMEOUT_S = 900.0
+
+
+class ServedProvider(EndpointProvider):
+    """The candidate as a server answers for it: the same artifact production runs, judged live.
+
+    Its answers are never recorded or replayed (a recording keyed by the served name would hand
+    a retrained adapter the old one's answers); the adapter it serves identifies it for
+    promotion and the training run, and the engine is read from the server's ``/v1/models``."""
+
+    kind = "served"
+
+    def __init__(self, base_url: str, model: str, adapter: str, settings: Endpoint, key_env: str | None = None):
+        # The suite's concurrency and timeout are sized for an API. Our own server batches, so it
+        # gets at least a full CPU-engine batch in flight; and a slow answer on a busy machine is
+        # waited for, not abandoned and asked again (the abandoned one would still be computed).
+        settings = settings.model_copy(update={"concurrency": max(settings.concurrency, SERVED_CONCURRENCY),
+                                               "timeout_s": max(settings.timeout_s, SERVED_TIMEOUT_S)})
+        super().__init__(base_url, model, f"{adapter} served as {model} at {public_url(base_url)}", settings,
+                         recording=None, key_env=key_env)
+        self.adapter = adapter
+        self.adapter_dir = _adapter_dir(adapter)
+        self.manifest = read_manifest(self.adapter_dir, missing_ok=True)
+        self.engine = "unknown"
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "adapter": self.adapter, "engine": self.engine,
+                "training_run_id": self.manifest.get("mlflow_run_id")}
+
+    def generate(self, convs: list[Conversation], gen: Generation,
+                 progress: Callable[[int], None] | None = None) -> list[Answer]:
+        self.engine = self._engine()
+        return super().generate(convs, gen, progress)
+
+    def _engine(self) -> str:
+        """Which engine serves ``model``, from /v1/models (an error when it does not serve it)."""
+        import httpx
+
+        from gekro_ft.process import ENGINE_OF_OWNER
+
+        key = self._api_key() if self.key_env else None
+        shown = public_url(self.base_url)
+        try:
+            r = httpx.get(self.base_url.rstrip("/") + "/models", timeout=self.settings.timeout_s,
+                          headers={"Authorization": f"Bearer {key}"} if key else None)
+            cards = r.json()["data"] if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as e:
+            raise ProviderError(self._scrub(f"cannot list the models at {shown}: {_short(str(e))}")) from None
+        if cards is None:
+            raise ProviderError(f"{shown}/models answered HTTP {r.status_code}")
+        owners = {str(c.get("id")): c.get("owned_by") for c in cards if isinstance(c, dict)}
+        if self.model not in owners:
+            raise ProviderError(f"{shown} does not serve {self.model!r}", hint="it serves: " + ", ".join(owners))
+        return ENGINE_OF_OWNER.get(owners[self.model], str(owners[self.model]))
+
+
+def _adapter_dir(adapter: str) -> Path:
+    """The directory of the adapter a server was given (a registry version is fetched once)."""
+    if adapter.startswith("models:/"):
+        from gekro_ft.registry import download_adapter
+
+        return Path(download_adapter(adapter))
+    path = Path(adapter)
+    if not (path / "adapter_config.json").is_file():
+        raise ProviderError(f"{path} is not an adapter directory (no adapter_config.json)")
+    return path
+
+
 def _short(text: str, limit: int = 200) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit] + "…"
@@ -247,6 +319,16 @@ def recording_path(recordings_dir: Path, model: str) -> Path:
 def _key_env(url: str, env: str | None, explicit: bool) -> str | None:
     """``env`` when its key may go to ``url`` (gekro_ft.keys), else None: the request goes without one."""
     return env if env and may_send(env, url, explicit) else None
+
+
+def served_provider(url: str, model: str | None, adapter: str, endpoint: Endpoint,
+                    key_env: str | None = None) -> ServedProvider:
+    """The candidate ``adapter`` as the server at ``url`` answers for it under ``model``."""
+    if not model:
+        raise ProviderError("--served-at needs the name the server answers to for the candidate (--candidate-model)")
+    url = url.rstrip("/")
+    url = url if url.endswith("/v1") else url + "/v1"
+    return ServedProvider(url, model, adapter, endpoint, _key_env(url, key_env or endpoint.api_key_env, bool(key_env)))
 
 
 def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_dir: Path,

@@ -68,6 +68,8 @@ def _markdown(r: dict[str, Any]) -> str:
     lines += ["## Inputs", "", md_table(["", *roles], [
         ["spec", *[sides[x]["provider"]["spec"] for x in roles]],
         ["kind", *[sides[x]["provider"]["kind"] for x in roles]],
+        *([["engine", *[sides[x]["provider"].get("engine", "") for x in roles]]]
+          if any("engine" in sides[x]["provider"] for x in roles) else []),
     ]), "", f"Eval set: `{suite['data']}` ({suite['examples']} examples, sha256 `{suite['data_sha256'][:16]}…`); "
             f"generation: {suite['generation']}; success: {suite['success']['metric']} ≥ "
             f"{suite['success']['threshold']}.", ""]

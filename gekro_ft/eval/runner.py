@@ -22,7 +22,7 @@ from typing import Any
 from gekro_ft import __version__
 from gekro_ft.data.conversation import Conversation
 from gekro_ft.errors import EvalError, GateError, ProviderError
-from gekro_ft.eval.providers import Answer, make_provider
+from gekro_ft.eval.providers import Answer, make_provider, served_provider
 from gekro_ft.eval.suite import Suite
 
 SCHEMA_VERSION = 1
@@ -185,12 +185,14 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
              recordings_dir: Path | None = None, record_only: bool = False, promote: bool = False,
              bench: Path | None = None, prices: Path | None = None,
              progress: Progress | None = None, candidate_key_env: str | None = None,
-             baseline_key_env: str | None = None) -> EvalOutcome:
+             baseline_key_env: str | None = None, served_at: str | None = None) -> EvalOutcome:
     """Score ``candidate`` (and ``baseline``) on ``suite``. ``*_key_env`` names the variable holding
-    that side's API key, for that side alone (gekro_ft.keys)."""
+    that side's API key, for that side alone (gekro_ft.keys). With ``served_at`` (a server's URL)
+    the candidate adapter is judged as that server answers for it under ``candidate_model``."""
     recordings_dir = recordings_dir or default_recordings(suite)
-    cand = Side("candidate", make_provider(candidate, candidate_model, suite.endpoint, recordings_dir,
-                                           record_only, candidate_key_env))
+    cand = Side("candidate", served_provider(served_at, candidate_model, candidate, suite.endpoint, candidate_key_env)
+                if served_at else make_provider(candidate, candidate_model, suite.endpoint, recordings_dir,
+                                                record_only, candidate_key_env))
     base = (Side("baseline", make_provider(baseline, baseline_model, suite.endpoint, recordings_dir,
                                            record_only, baseline_key_env))
             if baseline else None)

@@ -133,14 +133,17 @@ def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
             stages.children = children
             stages.run("data", stages.data)
             stages.run("train", stages.train)
-            verdict = stages.run("eval", stages.eval)["verdict"]
-            if verdict == "pass" and p.serve:
-                stages.run("bench", stages.bench)
-                if p.cost:
-                    stages.run("cost", stages.cost)
+            try:  # the candidate is served before it is judged; the same server then takes the bench
+                verdict = stages.run("eval", stages.eval)["verdict"]
+                if verdict == "pass" and p.serve:
+                    stages.run("bench", stages.bench)
+            finally:
+                stages.stop_serving()
+            if verdict == "pass" and p.serve and p.cost:
+                stages.run("cost", stages.cost)
             elif verdict != "pass":
                 what = "failed" if verdict == "fail" else "could not decide"
-                say(f"the gate {what}: not serving (see {work / 'eval' / 'report.md'})")
+                say(f"the gate {what}: not benched or priced (see {work / 'eval' / 'report.md'})")
         status, exit_code = ("FINISHED", 0) if verdict == "pass" else ("FAILED", 1)
     except PipelineInterrupted:
         status = "KILLED"
@@ -243,6 +246,8 @@ class _Stages:
                  say: Callable[[str], None]):
         self.p, self.loaded, self.work, self.state, self.parent, self.say = p, loaded, work, state, parent, say
         self.children: Children | None = None
+        self.server: subprocess.Popen | None = None
+        self.url: str | None = None  # where the candidate is served, once it is
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         n = f"{STAGES.index(name) + 1}/{len(STAGES)} {name}"
@@ -325,49 +330,69 @@ class _Stages:
                 "registered_model": m["recipe"]["tracking"].get("registered_model")}
 
     def eval(self) -> dict[str, Any]:
-        """the adapter against the baseline on the eval suite; promote it if the gate passes"""
+        """the adapter, as served, against the baseline on the eval suite; promote it if the gate passes"""
         e, out = self.p.eval, self.work / "eval"
+        # With a serve stage the gate judges what production runs: the server's answers for the
+        # adapter. Without one, the adapter is generated in-process on this machine's best device.
+        served = {"served_at": self.serve(), "candidate_model": self.p.serve.adapter_name,
+                  "candidate_key_env": self._server_key_env() or None} if self.p.serve else {}
         self._stage("eval", {"suite": str(self.loaded.suite.source), "gate": e.gate, "limit": e.limit,
                              "candidate": self.state.stages["train"]["adapter"], "baseline": e.baseline,
                              "baseline_model": e.baseline_model, "out_dir": str(out),
-                             "recordings": e.recordings or str(self.work / "recordings"), "promote": e.promote})
+                             "recordings": e.recordings or str(self.work / "recordings"), "promote": e.promote,
+                             **served})
         report = orjson.loads((out / "report.json").read_bytes())  # the verdict is the report's
+        provider = report["sides"]["candidate"]["provider"]
         return {"verdict": report["gate"]["verdict"], "report": str(out / "report.json"),
-                "promotion": report.get("promotion")}
+                "promotion": report.get("promotion"), "judged": _judged(provider)}
 
-    def bench(self) -> dict[str, Any]:
-        """serve the champion and measure it under load"""
-        from gekro_ft.bench.loadgen import run_bench
-        from gekro_ft.bench.settings import BenchSettings
-        from gekro_ft.process import wait_healthy
-        from gekro_ft.progress import level_progress
-
-        s, b, profile = self.p.serve, self.p.bench, self.loaded.profile
-        promotion = self.state.stages["eval"].get("promotion") or {}
-        source = f"models:/{promotion['name']}@champion" if promotion.get("name") else self.state.stages["train"]["adapter"]
+    def serve(self) -> str:
+        """Start serving the trained adapter (once); its OpenAI base URL."""
+        if self.url:
+            return self.url
+        s = self.p.serve
+        source = self.state.stages["train"]["adapter"]
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         overrides = {"host": "127.0.0.1", "port": port, "adapters": {s.adapter_name: source},
                      **({"engine": s.engine} if s.engine else {})}
         request, result = self._files("serve", {"profile": s.profile, "overrides": overrides})
-        key_env = profile.api_key_env if profile and profile.api_key() else ""  # never another service's key
-        self.say(f"    {s.adapter_name}={source} at {url} (log: {self.work / 'serve.log'})")
-        with open(self.work / "serve.log", "wb") as log:
-            server = self.children.start([sys.executable, "-m", "gekro_ft.pipeline.stage", "serve", str(request),
-                                          str(result)], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(url, s.start_timeout_s, server)
-            settings = BenchSettings(url=url, model=s.adapter_name, out_dir=self.work / "bench",
-                                     prompts=self.loaded.suite.data_path(), concurrency=list(b.concurrency),
-                                     requests=b.requests, max_tokens=b.max_tokens, api_key_env=key_env)
-            settings.check()
-            with level_progress() as progress:
-                run_bench(settings, progress)
-            # the router is calibrated against the champion while it is served
-            route = self.route(f"{url}/v1") if self.p.route and self.p.cost else None
-        finally:
-            self.children.stop(server, grace=60)
-        return {"bench": str(self.work / "bench" / "bench.json"), "served": source,
+        self.say(f"    serving {s.adapter_name}={source} at {url} (log: {self.work / 'serve.log'})")
+        with open(self.work / "serve.log", "ab") as log:
+            self.server = self.children.start([sys.executable, "-m", "gekro_ft.pipeline.stage", "serve",
+                                               str(request), str(result)], stdout=log, stderr=subprocess.STDOUT)
+        from gekro_ft.process import wait_healthy
+
+        wait_healthy(url, s.start_timeout_s, self.server)
+        self.url = f"{url}/v1"
+        return self.url
+
+    def stop_serving(self) -> None:
+        if self.server is not None:
+            self.children.stop(self.server, grace=60)
+            self.server, self.url = None, None
+
+    def _server_key_env(self) -> str:
+        profile = self.loaded.profile
+        return profile.api_key_env if profile and profile.api_key() else ""  # never another service's key
+
+    def bench(self) -> dict[str, Any]:
+        """measure the served adapter under load"""
+        from gekro_ft.bench.loadgen import run_bench
+        from gekro_ft.bench.settings import BenchSettings
+        from gekro_ft.progress import level_progress
+
+        s, b = self.p.serve, self.p.bench
+        url = self.serve()
+        settings = BenchSettings(url=url.removesuffix("/v1"), model=s.adapter_name, out_dir=self.work / "bench",
+                                 prompts=self.loaded.suite.data_path(), concurrency=list(b.concurrency),
+                                 requests=b.requests, max_tokens=b.max_tokens, api_key_env=self._server_key_env())
+        settings.check()
+        with level_progress() as progress:
+            run_bench(settings, progress)
+        # the router is calibrated against the adapter while it is served
+        route = self.route(url) if self.p.route and self.p.cost else None
+        return {"bench": str(self.work / "bench" / "bench.json"), "served": self.state.stages["train"]["adapter"],
                 **({"route": route} if route else {})}
 
     def route(self, url: str) -> str:
@@ -408,6 +433,15 @@ class _Stages:
         return {"cost": str(out / "cost.json")}
 
 
+def _judged(provider: dict[str, Any]) -> str:
+    """Which engine produced the answers the gate judged, in words."""
+    if provider.get("kind") == "served":
+        return f"{provider.get('engine')} engine, through {provider.get('base_url')}"
+    if provider.get("kind") == "local":
+        return "in-process generation (transformers + PEFT)"
+    return str(provider.get("kind"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -440,7 +474,8 @@ def _summary(p: Pipeline, work: Path, state: PipelineState, tracking_uri: str, s
                  "examples": report.get("suite", {}).get("examples"), "baseline_spec": p.eval.baseline,
                  "candidate": sides.get("candidate", {}).get("aggregates", {}),
                  "baseline": sides.get("baseline", {}).get("aggregates", {}),
-                 "baseline_is_stand_in": p.eval.baseline_is_stand_in, "promotion": report.get("promotion")},
+                 "baseline_is_stand_in": p.eval.baseline_is_stand_in, "promotion": report.get("promotion"),
+                 "judged": state.stages.get("eval", {}).get("judged")},
         "cost": {"gpu": p.cost.gpu if p.cost else None, "tokens_per_s": cost.get("tokens_per_s"),
                  "hourly": cost.get("gpu_hourly"), "overhead": cost.get("overhead"),
                  "compute_only_usd_per_1m_output_tokens": cost.get("compute_only_usd_per_1m_output_tokens"),

@@ -57,7 +57,9 @@ def eval(req: dict[str, Any]) -> dict[str, Any]:  # noqa: A001 - the stage's nam
         suite = suite.model_copy(update={"limit": req["limit"]})
     outcome = run_eval(suite, req["candidate"], req.get("baseline"), out_dir=Path(req["out_dir"]),
                        baseline_model=req.get("baseline_model"), recordings_dir=Path(req["recordings"]),
-                       promote=req.get("promote", False), progress=count_progress)
+                       promote=req.get("promote", False), progress=count_progress,
+                       served_at=req.get("served_at"), candidate_model=req.get("candidate_model"),
+                       candidate_key_env=req.get("candidate_key_env"))
     return {"verdict": outcome.verdict, "reason": outcome.report["gate"]["reason"],
             "report": str(outcome.paths["json"]), "promotion": outcome.report.get("promotion")}
 

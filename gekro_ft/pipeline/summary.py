@@ -122,6 +122,8 @@ def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
             lines += [f"The baseline (`{e['baseline_spec']}`) is a **stand-in**, not a frontier API. To judge against "
                       "one, set `eval.baseline: openai:gpt-4.1-mini` (key in `OPENAI_API_KEY`) or an "
                       "OpenAI-compatible URL with `eval.baseline_model` in the pipeline file.", ""]
+        if e.get("judged"):
+            lines += [f"The adapter's answers came from: {e['judged']}.", ""]
         names = [k for k in SHOWN if k in e["candidate"] or k in e["baseline"]]
         lines += [md_table(["metric", label, "adapter"], [[k, _num(e["baseline"].get(k)), _num(e["candidate"].get(k))]
                                                           for k in names]), ""]
