@@ -18,13 +18,13 @@ import httpx
 import pytest
 
 from gekro_ft.adapter import inspect_adapter
-from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
+from gekro_ft.errors import ProfileError, ServeError
 from gekro_ft.process import client_host
 from gekro_ft.serve.lora import lora_rank_for
 from gekro_ft.serve.profile import load_profile
 from gekro_ft.serve.ready import ServerInfo, ready_text
-from gekro_ft.serve.vllm import (find_vllm, load_adapter, run_vllm, served_models, unload_adapter,
-                                 vllm_adapter_problems, vllm_command, vllm_env)
+from gekro_ft.serve.vllm import (load_adapter, run_vllm, served_models, unload_adapter, vllm_adapter_problems,
+                                 vllm_command, vllm_env)
 from serving import free_port
 from test_serve_profile import SHIPPED, fake_adapter
 
@@ -39,7 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 args = sys.argv[1:]
 record = {"argv": sys.argv, "pid": os.getpid(), "has_key": "VLLM_API_KEY" in os.environ,
-          "runtime_lora": os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING"), "signal": None}
+          "runtime_lora": os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING"), "signal": None,
+          "cpu_env": {k: os.environ.get(k) for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")}}
 
 def save():
     with open(os.environ["FAKE_VLLM_RECORD"], "w") as f:
@@ -139,6 +140,7 @@ def fake_vllm(tmp_path, monkeypatch):
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_VLLM_RECORD", str(record))
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    monkeypatch.delenv("GEKRO_FT_VLLM", raising=False)
 
     def kill_stand_in() -> None:
         if record.exists():
@@ -163,6 +165,10 @@ def expected_argv(stem: str, d: Path) -> list[str]:
     if stem == "cpu-default":  # the CPU profile run with --engine vllm: nothing but the LoRA flags
         return ["vllm", "serve", "/models/smollm2", *common, "--served-model-name", "smollm2-135m-instruct",
                 "--enable-lora", "--lora-modules", f"tickets={d}", "--max-lora-rank", "16", "--max-loras", "1"]
+    if stem == "vllm-cpu":  # the bundled model on vLLM's CPU build
+        return ["vllm", "serve", "/models/smollm2", *common, "--served-model-name", "smollm2-135m-instruct",
+                "--dtype", "bfloat16", "--max-model-len", "1024", "--enable-lora", "--lora-modules", f"tickets={d}",
+                "--max-lora-rank", "16", "--max-loras", "2", "--max-cpu-loras", "4"]
     base = {"vllm-llama-3.1-8b": "meta-llama/Llama-3.1-8B-Instruct",
             "vllm-qwen2.5-7b": "Qwen/Qwen2.5-7B-Instruct"}[stem]
     rank = {"vllm-llama-3.1-8b": "16", "vllm-qwen2.5-7b": "64"}[stem]  # derived from r=16 / set in the file
@@ -176,7 +182,7 @@ def expected_argv(stem: str, d: Path) -> list[str]:
 def test_vllm_command_for_each_shipped_profile(path, tmp_path):
     profile = load_profile(str(path), {"engine": "vllm"})
     d = fake_adapter(tmp_path / "tickets", r=16)
-    base_source = "/models/smollm2" if path.stem == "cpu-default" else None
+    base_source = "/models/smollm2" if path.stem in ("cpu-default", "vllm-cpu") else None
     assert vllm_command(profile, {"tickets": d}, base_source) == expected_argv(path.stem, d)
 
 
@@ -248,12 +254,6 @@ def test_what_vllm_would_refuse_is_found_first(tmp_path):
         "adapter 'b' trains biases (bias='lora_only'), which vLLM does not serve"]
 
 
-def test_missing_vllm_names_the_extra(tmp_path):
-    with pytest.raises(MissingDependencyError) as e:
-        find_vllm("vllm", path=str(tmp_path))
-    assert "no 'vllm' command found" in str(e.value) and "pip install 'gekro-ft[vllm]'" in str(e.value)
-
-
 # --- the ready message --------------------------------------------------------------------------
 
 def test_ready_text_is_pasteable_and_names_the_key_variable_only(monkeypatch):
@@ -318,7 +318,10 @@ def test_launch_wait_ready_and_sigint_forwarding(fake_vllm, tmp_path):
     assert seen["info"] == ServerInfo(f"http://127.0.0.1:{port}/v1", ["smollm2-135m-instruct", "tickets"],
                                       "tickets", "TEST_SERVE_KEY", f"127.0.0.1:{port}")
     assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True" in seen["hint"]
-    assert messages[0].startswith("starting: vllm serve /models/smollm2 --host 127.0.0.1")
+    exe = os.environ["PATH"].split(os.pathsep)[0] + "/vllm"
+    assert messages[0] == f"vLLM: {exe}, from PATH"  # not the CPU build: no CPU settings
+    assert messages[1].startswith(f"starting: {exe} serve /models/smollm2 --host 127.0.0.1")
+    assert record["cpu_env"] == {"VLLM_CPU_KVCACHE_SPACE": None, "VLLM_CPU_OMP_THREADS_BIND": None}
     assert messages[-1] == "vLLM stopped (exit code 0)"
     assert not any("sk-launch-31337" in m for m in messages)
 

@@ -9,7 +9,8 @@ import click
 @click.argument("profile", required=False)
 @click.option("--adapter", "-a", "adapters", multiple=True, metavar="NAME=DIR_OR_MODELS_URI",
               help="Serve an adapter as NAME (repeatable); adds to or replaces the profile's.")
-@click.option("--engine", type=click.Choice(["vllm", "cpu"]), help="vllm on a GPU, cpu anywhere.")
+@click.option("--engine", type=click.Choice(["vllm", "cpu"]),
+              help="vllm (a GPU, or vLLM's CPU build from `make vllm`), cpu (the CPU engine, anywhere).")
 @click.option("--base-model", help="Base model: the bundled default's name, a Hugging Face id or a directory.")
 @click.option("--host", help="Address to listen on (default 127.0.0.1; others need an API key).")
 @click.option("--port", type=int, help="Port (default 8000).")
@@ -26,6 +27,11 @@ def serve(profile: str | None, adapters: tuple[str, ...], engine: str | None, ba
       gekro-ft serve cpu-default
       gekro-ft serve --engine cpu --adapter tickets=work/demo/train/adapter
       gekro-ft serve vllm-llama-3.1-8b --adapter support=models:/support-llama@champion
+      GEKRO_FT_VLLM=.venv-vllm/bin/python gekro-ft serve vllm-cpu --adapter tickets=work/demo/train/adapter
+
+    \b
+    vLLM is found in the profile's vllm.executable, $GEKRO_FT_VLLM (a vllm command or the
+    bin/python of a vLLM environment), a `vllm` command on PATH, or ./.venv-vllm/bin/python.
     """
     from gekro_ft.serve.adapters import parse_adapter_option
     from gekro_ft.serve.launch import serve as run

@@ -37,8 +37,9 @@ class _Section(BaseModel):
 
 
 class VllmSection(_Section):
-    executable: str = Field("vllm", description="The vllm command: a name on PATH or a path to it "
-                            "(vLLM usually lives in an environment of its own).")
+    executable: str | None = Field(None, min_length=1, description="The vllm command, or the Python "
+                                   "interpreter of a vLLM environment: a name on PATH or a path (default: "
+                                   "$GEKRO_FT_VLLM, else `vllm` on PATH, else ./.venv-vllm/bin/python).")
     max_model_len: int | None = Field(None, ge=16, description="Longest prompt + output in tokens "
                                       "(default: the model's own limit).")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Share of GPU memory "
@@ -55,6 +56,14 @@ class VllmSection(_Section):
                             "served on the full-precision base.")
     allow_runtime_lora: bool = Field(False, description="Allow loading and unloading adapters on the "
                                      "running server (sets VLLM_ALLOW_RUNTIME_LORA_UPDATING=True).")
+    cpu_kvcache_space_gib: int = Field(4, ge=1, description="vLLM's CPU build only: GiB of memory for "
+                                       "the KV cache (sets VLLM_CPU_KVCACHE_SPACE unless it is set; "
+                                       "vLLM's own default is 4).")
+    cpu_threads_bind: str = Field("auto", min_length=1, description="vLLM's CPU build only: the cores its "
+                                  "OpenMP threads are bound to (sets VLLM_CPU_OMP_THREADS_BIND unless it "
+                                  "is set): auto (vLLM's: one thread per physical core, one core kept for "
+                                  "its scheduler), nobind (threads float; OpenMP picks how many), or ids "
+                                  "such as 0-3.")
     extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` arguments, "
                                   "passed as they are, last.")
 

@@ -1,5 +1,7 @@
 """The vLLM engine: build the ``vllm serve`` command for a profile, run it, wait until it is
 healthy, say how to call it, pass on signals, and load or unload adapters at run time.
+Which vLLM, and how it is started (its command or its environment's Python), is
+:mod:`gekro_ft.serve.vllm_program`'s to find.
 
 The API key never goes on the command line (``ps`` would show it to every user of the
 machine): the child gets it in ``VLLM_API_KEY``, which vLLM reads when ``--api-key`` is not
@@ -12,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gekro_ft.adapter import AdapterInfo, inspect_adapter
-from gekro_ft.errors import MissingDependencyError, ProfileError, ServeError
+from gekro_ft.errors import ProfileError, ServeError
 from gekro_ft.process import ForwardSignals, server_root, stop_process, strip_v1, wait_healthy
-from gekro_ft.runtime import is_vllm_available
 from gekro_ft.serve.adapters import name_problem, prepare_adapters, resolve_adapter
 from gekro_ft.serve.lora import lora_rank_for
 from gekro_ft.serve.ready import ServerInfo, ready_text
+from gekro_ft.serve.vllm_program import (KVCACHE_VAR, THREADS_BIND_VAR, VllmProgram, cpu_env,
+                                         find_vllm_program)
 
 if TYPE_CHECKING:
     from gekro_ft.serve.profile import Profile
@@ -49,16 +51,18 @@ def vllm_adapter_problems(adapters: Mapping[str, AdapterInfo]) -> list[str]:
 
 
 def vllm_command(profile: Profile, adapter_dirs: Mapping[str, str | Path],
-                 base_source: str | None = None) -> list[str]:
+                 base_source: str | None = None, program: VllmProgram | None = None) -> list[str]:
     """The ``vllm serve`` argv for ``profile`` with its adapters resolved to ``adapter_dirs``.
 
     ``base_source`` is where vLLM loads the base from (a local directory, e.g. the bundled
     model's; default: ``profile.base_model`` as written). The base answers to
-    ``profile.served_name``. The API key is not here: see :func:`vllm_env`.
+    ``profile.served_name``. ``program`` says how vLLM starts (default: ``vllm serve`` by the
+    profile's ``vllm.executable`` or ``vllm``). The API key is not here: see :func:`vllm_env`.
     """
     v = profile.vllm
-    argv = [v.executable, "serve", base_source or profile.base_model,
-            "--host", profile.host, "--port", str(profile.port),
+    model = base_source or profile.base_model
+    start = program.argv(model) if program else [v.executable or "vllm", "serve", model]
+    argv = [*start, "--host", profile.host, "--port", str(profile.port),
             "--served-model-name", profile.served_name]
     if v.dtype != "auto":
         argv += ["--dtype", v.dtype]
@@ -86,12 +90,16 @@ def vllm_command(profile: Profile, adapter_dirs: Mapping[str, str | Path],
     return argv + list(v.extra_args)
 
 
-def vllm_env(profile: Profile, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def vllm_env(profile: Profile, environ: Mapping[str, str] | None = None,
+             program: VllmProgram | None = None) -> dict[str, str]:
     """The child's environment: ours, with ``VLLM_API_KEY`` set from the profile's key variable
     (and removed when the profile has no key, so what we print is what the server enforces),
-    and runtime LoRA updating on or off as the profile says."""
+    runtime LoRA updating on or off as the profile says, and, for vLLM's CPU build, the
+    profile's KV cache size and thread binding where the environment does not set them."""
     environ = os.environ if environ is None else environ
     env = dict(environ)
+    if program is not None:
+        env.update(cpu_env(program, profile.vllm.cpu_kvcache_space_gib, profile.vllm.cpu_threads_bind, environ))
     env.pop(KEY_VAR, None)
     key = profile.api_key(environ)
     if key:
@@ -103,21 +111,6 @@ def vllm_env(profile: Profile, environ: Mapping[str, str] | None = None) -> dict
     return env
 
 
-def find_vllm(executable: str = "vllm", path: str | None = None) -> str:
-    """The path of the ``vllm`` command (looked up on ``path``, default $PATH), or a
-    MissingDependencyError that says how to get it."""
-    found = shutil.which(executable, path=path)
-    if found:
-        return found
-    if is_vllm_available():
-        hint = (f"vllm is importable here but no {executable!r} command is on PATH: "
-                "activate its environment or set vllm.executable in the profile")
-    else:
-        hint = ("pip install 'gekro-ft[vllm]' (vLLM usually gets an environment of its own: put its "
-                "bin/ on PATH or set vllm.executable), or serve with --engine cpu")
-    raise MissingDependencyError(f"the vllm engine needs vLLM: no {executable!r} command found", hint=hint)
-
-
 def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None = None,
              base_source: str | None = None, health_timeout: float = 1200.0, grace: float = 30.0,
              log: str | Path | None = None, say: Callable[[str], None] | None = None,
@@ -126,7 +119,8 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
     """Start ``vllm serve`` for ``profile``, wait until it is healthy, announce it, and serve
     until it stops; returns its exit code (128 + N when a signal N ended it).
 
-    Before anything starts: the bind address is checked against the API key, vLLM is found,
+    Before anything starts: the bind address is checked against the API key, vLLM is found
+    (:func:`~gekro_ft.serve.vllm_program.find_vllm_program`),
     adapters are resolved (``adapter_dirs`` when the caller resolved them already) and checked
     against the base model and against what vLLM can serve. SIGINT/SIGTERM sent to this process
     are passed on to vLLM (a second one kills it); vLLM's log goes to ``log`` or to stderr, so
@@ -135,7 +129,7 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
     environ = os.environ if environ is None else environ
     say = say or _say
     profile.check_bind(environ)
-    executable = find_vllm(profile.vllm.executable, environ.get("PATH"))
+    program = find_vllm_program(profile.vllm.executable, environ)
     wanted = profile.adapters if adapter_dirs is None else {n: str(d) for n, d in adapter_dirs.items()}
     infos = prepare_adapters(profile.base_model, wanted, check_base=profile.check_adapter_base,
                              source=profile.source)
@@ -146,16 +140,19 @@ def run_vllm(profile: Profile, *, adapter_dirs: Mapping[str, str | Path] | None 
         from gekro_ft.models import resolve_model
 
         base_source = resolve_model(profile.base_model).source
-    argv = vllm_command(profile, {n: i.path for n, i in infos.items()}, base_source)
-    estimate = check_capacity(profile, base_source, say)
+    argv = vllm_command(profile, {n: i.path for n, i in infos.items()}, base_source, program)
+    estimate = check_capacity(profile, base_source, say) if not program.cpu else None
+    env = vllm_env(profile, environ, program)
+    say(program.describe())
+    if program.cpu:  # what the child gets: the profile's values, or the user's where set
+        say("CPU settings: " + ", ".join(f"{k}={env[k]}" for k in (KVCACHE_VAR, THREADS_BIND_VAR)))
     say("starting: " + shlex.join(argv) + (f"  (log: {log})" if log else ""))
-    argv[0] = executable
     key = profile.api_key(environ)
     root = server_root(profile.host, profile.port)
     log_file = open(log, "ab") if log else None  # noqa: SIM115 - closed in finally
     try:
         # A session of its own: a Ctrl-C in the terminal reaches only us, and we pass it on once.
-        proc = subprocess.Popen(argv, env=vllm_env(profile, environ), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
                                 stdout=log_file or 2, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             with ForwardSignals(proc) as forwarded:
