@@ -119,3 +119,15 @@ def fake_openai(*args: str):
             proc.kill()
             proc.wait()
         errors.close()
+
+
+def streamed(client, **create) -> tuple[str, object]:
+    """A streamed chat completion through the ``openai`` client: its whole text and the usage
+    of its final chunk."""
+    parts, usage = [], None
+    for chunk in client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **create):
+        if chunk.choices:
+            parts.append(chunk.choices[0].delta.content or "")
+        if chunk.usage:
+            usage = chunk.usage
+    return "".join(parts), usage

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from serving import free_port, make_adapter, server_process
+from serving import free_port, make_adapter, server_process, streamed
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +47,8 @@ def test_chat_streamed_and_not_agree_and_count_tokens(server):
     text = whole.choices[0].message.content
     assert text and whole.usage.completion_tokens > 0
     assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
-    parts, usage = [], None
-    for chunk in c.chat.completions.create(model=BASE, messages=ASK, max_tokens=24, temperature=0, stream=True,
-                                           stream_options={"include_usage": True}):
-        if chunk.choices:
-            parts.append(chunk.choices[0].delta.content or "")
-        if chunk.usage:
-            usage = chunk.usage
-    assert "".join(parts) == text  # greedy: the same answer either way
+    streamed_text, usage = streamed(c, model=BASE, messages=ASK, max_tokens=24, temperature=0)
+    assert streamed_text == text  # greedy: the same answer either way
     assert usage.completion_tokens == whole.usage.completion_tokens
     assert usage.prompt_tokens == whole.usage.prompt_tokens
 

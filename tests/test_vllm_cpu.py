@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from serving import adapter_server, free_port
+from serving import adapter_server, free_port, streamed
 
 pytestmark = pytest.mark.slow
 
@@ -177,14 +177,8 @@ def test_openai_client_streamed_and_not_through_the_adapter(vllm):
     whole = c.chat.completions.create(model="tickets", messages=messages, max_tokens=MAX_TOKENS, temperature=0)
     text = whole.choices[0].message.content
     assert whole.model == "tickets" and whole.usage.completion_tokens > 0
-    parts, usage = [], None
-    for chunk in c.chat.completions.create(model="tickets", messages=messages, max_tokens=MAX_TOKENS,
-                                           temperature=0, stream=True, stream_options={"include_usage": True}):
-        if chunk.choices:
-            parts.append(chunk.choices[0].delta.content or "")
-        if chunk.usage:
-            usage = chunk.usage
-    assert "".join(parts) == text  # greedy: the same answer either way
+    streamed_text, usage = streamed(c, model="tickets", messages=messages, max_tokens=MAX_TOKENS, temperature=0)
+    assert streamed_text == text  # greedy: the same answer either way
     assert usage.completion_tokens == whole.usage.completion_tokens
     assert set(parsed(text) or {}) == FIELDS, text  # the adapter answers in the trained JSON shape
     base = c.chat.completions.create(model=BASE, messages=messages, max_tokens=32, temperature=0)
