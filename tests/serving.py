@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import httpx
 
+from gekro_ft.process import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,11 +45,7 @@ def server_process(args: list[str], port: int, env: dict | None = None, timeout:
             time.sleep(0.5)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, grace=30)
         if log:
             out.close()
 
@@ -112,12 +110,7 @@ def fake_openai(*args: str):
         assert httpx.get(url + "/health", timeout=10).status_code == 200
         yield FakeServer(proc, port, url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=10)
         errors.close()
 
 

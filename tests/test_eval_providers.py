@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
-
 import httpx
 import pytest
 import yaml
 
 from conftest import DATASETS, REPO, oa, write_jsonl
+from serving import fake_openai
 
-FAKE = REPO / "tests" / "fake_openai_server.py"
 SECRET = "sk-test-never-shown-0123456789"
 
 
 @pytest.fixture(scope="module")
 def fake():
-    proc = subprocess.Popen([sys.executable, str(FAKE), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(30)
-    assert line and line[0].startswith("PORT "), "fake server did not start"
-    url = f"http://127.0.0.1:{int(line[0].split()[1])}"
+    with fake_openai() as server:
+        def configure(**fields):
+            httpx.post(f"{server.url}/fake/config", json=fields).raise_for_status()
 
-    def configure(**fields):
-        httpx.post(f"{url}/fake/config", json=fields).raise_for_status()
-
-    yield url, configure
-    proc.terminate()
-    proc.wait(10)
+        yield server.url, configure
 
 
 def convs(n):

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from gekro_ft.process import stop_process
 from serving import adapter_server, free_port, streamed
 
 pytestmark = pytest.mark.slow
@@ -99,13 +100,7 @@ def vllm(tmp_path_factory, trained_adapter):
         print(f"\nvLLM ready after {time.monotonic() - started:.0f} s")
         yield {"proc": proc, "root": root, "key": key, "adapter": adapter, "tmp": tmp, "log": log}
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, grace=60)
 
 
 def client(vllm):
