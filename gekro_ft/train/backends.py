@@ -77,7 +77,25 @@ class HFBackend:
             for p in peft_model.parameters():
                 if p.requires_grad:
                     p.data = p.data.float()
+        if quant is not None and device == "cpu":
+            _eval_on_the_training_path(peft_model)
         return peft_model
+
+
+def _eval_on_the_training_path(model: Any) -> None:
+    """Keep bitsandbytes' 4-bit layers on the path training takes when the trainer evaluates.
+
+    On a CPU with AVX512-BF16, a Linear4bit in eval mode repacks its weight for an inference
+    kernel that bitsandbytes fetches from the Hugging Face Hub (kernels-community); offline,
+    it falls back to a bf16 GEMV kernel. Measured on the CPU recipe (30 eval rows, batch 2,
+    2-step runs one after the other): eval 25.5 s that way, 18.2 s on training's own
+    dequantize-and-matmul path, which also gives the eval loss in the recipe's dtype.
+    """
+    from bitsandbytes.nn import Linear4bit
+
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 class UnslothBackend:

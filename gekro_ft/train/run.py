@@ -334,7 +334,7 @@ def train(plan: Plan, tokenizer: Any, data: Any, resume: bool = False,
                                       hint="run the same command with --resume to continue")
         metrics = {"train_loss": float(result.training_loss)}
         if data.eval:
-            metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, (int, float))})
+            metrics.update(_final_eval(trainer))
         metrics["peak_memory_mb"] = peak_memory_bytes(plan.device) / 2**20
         if not main:
             status = "FINISHED"
@@ -391,6 +391,16 @@ def _end_run(mlflow: Any, status: str) -> None:
         if status == "FINISHED":
             raise tracking.lost_error(e, "ending the run", hint="the adapter is saved; the run shows as "
                                       "RUNNING in MLflow until it is ended there") from None
+
+
+def _final_eval(trainer: Any) -> dict[str, float]:
+    """The eval metrics at the last step. The trainer evaluates there itself whenever
+    ``eval_steps`` lands on it or training ends (transformers' flow callback); evaluating again
+    would cost a whole eval pass (half of a short CPU run), so its logged figures are used."""
+    step = trainer.state.global_step
+    logged = [h for h in trainer.state.log_history if h.get("step") == step and "eval_loss" in h]
+    values = {k: v for k, v in logged[-1].items() if k != "step"} if logged else trainer.evaluate()
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
 
 
 def _datasets(model: Any, plan: Plan, tokenizer: Any, data: Any) -> tuple[Any, Any, Any, Any, str | None]:
