@@ -158,7 +158,16 @@ def whitespace_file(path, schema: str):
               json.dumps(row("a\rb")), '{"x": 1}', "[1, 2]", "nope",
               json.dumps(row("hello world")).replace('"fine"', '"fine", "extra": 1'),
               json.dumps(row("hello world")).replace("}]", "}, {}]"),
-              json.dumps(row("deep", meta=[[[[[[1]]]]]] * 30)), json.dumps(row("deeper", meta=nested))]
+              json.dumps(row("deep", meta=[[[[[[1]]]]]] * 30)), json.dumps(row("deeper", meta=nested)),
+              # for convert: fields it carries over, written as the row path writes them
+              json.dumps(row("hi", messages=[1])), json.dumps(row("dup", id=1))[:-1] + ', "id": "two"}',
+              json.dumps(row("x", meta={"f": 1.5e3, "u": "\u00e9\u2028", "n": None, "e": "a\"b\\c/d",
+                                        "big": 12345678901234567890, "t": [True, {"k": -0.0}]})),
+              json.dumps({**row("hi", system="turn"), "system": "top"}),
+              json.dumps({**row("hi"), "system": "top", "tag": "\ud83d\ude00"}, ensure_ascii=False),
+              # what msgspec skips unchecked in fields the structs do not read, and orjson refuses
+              json.dumps(row("big"))[:-1] + ', "n": 1e400}', json.dumps(row("big"))[:-1] + ', "n": 18E+307}',
+              json.dumps(row("big"))[:-1] + ', "n": 1e-400}', json.dumps(row("big"))[:-1] + ', "n": 1' + "0" * 320 + "}"]
     path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
     return path
 
@@ -176,6 +185,7 @@ def test_the_block_path_hands_every_whitespace_case_to_the_row_path(tmp_path, mo
     reference = validate_file(path, schema, fast=False)
     assert findings(validate_file(path, schema)) == findings(reference)
     assert reference.by_code()["duplicate-row"] > 40
+    assert_converts_as_the_reference(path, schema, tmp_path)
     monkeypatch.setattr(line_blocks, "BLOCK_BYTES", 700)
     monkeypatch.setattr(limits, "MAX_DEPTH", 20)
     monkeypatch.setattr(limits, "MAX_ROW_BYTES", 1000)
@@ -184,3 +194,13 @@ def test_the_block_path_hands_every_whitespace_case_to_the_row_path(tmp_path, mo
     reference = validate_file(path, schema, fast=False)
     assert {"row-too-large", "nesting-too-deep"} <= set(reference.by_code())
     assert findings(validate_file(path, schema)) == findings(reference)
+    assert_converts_as_the_reference(path, schema, tmp_path)
+
+
+def assert_converts_as_the_reference(path, schema, tmp_path):
+    for to in ("openai", "sharegpt"):
+        reference = convert_file(path, tmp_path / "reference.jsonl", to, schema, fast=False)
+        fast = convert_file(path, tmp_path / "fast.jsonl", to, schema)
+        assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+        assert fast.to_dict() | {"target": ""} == reference.to_dict() | {"target": ""}
+        assert fast.written > 100 and fast.refused

@@ -67,8 +67,7 @@ class _Schema:
         self.turns, self.role, self.text = attrgetter(turns), attrgetter(role), attrgetter(text)
         self.system = attrgetter("system") if system else None
         self.no_tools = no_tools  # rows with tools: the row path says why (or reads them)
-        self.raw_roles = pa.array(list(roles))
-        self.canonical = np.array([_ROLE_NAMES.index(r) for r in roles.values()], np.int64)
+        self.role_number = {raw: _ROLE_NAMES.index(role) for raw, role in roles.items()}
 
 
 _SCHEMAS = {
@@ -97,10 +96,30 @@ def plain_lines(block: bytes, lines: list[bytes]) -> np.ndarray:
         leave = np.append(leave, len(flags) - 1)
     plain = lengths <= limits.MAX_ROW_BYTES
     plain[np.searchsorted(ends, leave, side="right")] = False
-    brackets = np.bincount(np.searchsorted(ends, np.flatnonzero(flags >= 128), side="right"),
-                           minlength=len(lines))
-    plain &= brackets[:len(lines)] <= limits.MAX_DEPTH
-    return plain
+    plain &= _brackets_per_line(flags >= 128, ends) <= limits.MAX_DEPTH
+    return plain & _checked_by_structs(block, lines)
+
+
+def within_limits(block: bytes, lines: list[bytes]) -> np.ndarray:
+    """Per line, whether it is neither too large nor possibly too deep (more brackets than the
+    depth limit): such a line is left to the row path, which says which."""
+    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    brackets = np.frombuffer(block.translate(_FLAGS), np.uint8) >= 128
+    return ((lengths <= limits.MAX_ROW_BYTES) & _checked_by_structs(block, lines)
+            & (_brackets_per_line(brackets, np.cumsum(lengths + 1)) <= limits.MAX_DEPTH))
+
+
+def _checked_by_structs(block: bytes, lines: list[bytes]) -> np.ndarray:
+    """Per line, not :func:`typed.unchecked_by_structs` (tried on the whole block first: it is
+    rare that a line is, and then only the block's lines are tried one by one)."""
+    if not typed.unchecked_by_structs(block):
+        return np.ones(len(lines), bool)
+    return ~np.fromiter(map(typed.unchecked_by_structs, lines), bool, len(lines))
+
+
+def _brackets_per_line(is_bracket: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(ends, np.flatnonzero(is_bracket), side="right"),
+                       minlength=len(ends))[:len(ends)]
 
 
 def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +127,7 @@ def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarra
     and for those, its duplicate key (:func:`typed.duplicate_key`'s value)."""
     spec = _SCHEMAS[schema]
     plain = plain_lines(block, lines)
-    rows, at = _decode(block, lines, plain, typed._DECODERS[schema])
+    rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
     fits = [spec.no_tools(r) for r in rows]  # rows with tools: the row path says why (or reads them)
     rows = [r for r, f in zip(rows, fits) if f]
     at = np.array(at, np.int64)[np.array(fits, bool)] if at else np.zeros(0, np.int64)
@@ -121,18 +140,26 @@ def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarra
     return clean, keys
 
 
-def _decode(block: bytes, lines: list[bytes], plain: np.ndarray,
-            decoder: msgspec.json.Decoder) -> tuple[list[Any], list[int]]:
-    """The plain lines that decode into the structs, and their places: a batch of lines at a
+def decode(lines: list[bytes], every: list[int], decoder: msgspec.json.Decoder,
+           block: bytes | None = None) -> tuple[list[Any], list[int]]:
+    """The lines (of ``every``, places in ``lines``) that decode with ``decoder``, and their
+    places: a batch of lines at a
     time (``decode_lines``), one at a time for a batch that holds a line that does not fit.
 
     A batch decodes to as many values as it has lines only when each value is one whole line
     (``decode_lines`` allows nothing but whitespace after a value on its line, and a value
     that spanned lines, or a blank line, would leave fewer), so a line decoded in a batch is
-    decoded as it would be alone."""
+    decoded as it would be alone. ``block``: the lines' block, tried whole when every line is
+    to be decoded (no copy into batches)."""
+    if block is not None and len(every) == len(lines) > _BATCH:  # every line: the block as it is
+        try:
+            values = decoder.decode_lines(block)
+        except msgspec.DecodeError:
+            values = None
+        if values is not None and len(values) == len(lines):
+            return values, every
     rows: list[Any] = []
     at: list[int] = []
-    every = np.flatnonzero(plain).tolist()
     for b in range(0, len(every), _BATCH):
         batch = every[b:b + _BATCH]
         try:
@@ -153,63 +180,115 @@ def _decode(block: bytes, lines: list[bytes], plain: np.ndarray,
 
 
 def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, key) per decoded row whose bytes are plain."""
+    """(clean, key) per decoded row whose bytes are plain (so its texts are ASCII: a character
+    is a byte, and a string's length its length in bytes)."""
     turns = list(map(spec.turns, rows))
     counts = np.fromiter(map(len, turns), np.int64, len(turns))
-    offsets = np.zeros(len(rows) + 1, np.int64)
+    offsets = np.zeros(len(rows) + 1, np.int64)  # each row's turns
     np.cumsum(counts, out=offsets[1:])
-    texts = pa.array(list(map(spec.text, chain.from_iterable(turns))), pa.string())
-    roles = spec.canonical[pc.index_in(pa.array(list(map(spec.role, chain.from_iterable(turns))), pa.string()),
-                                       value_set=spec.raw_roles).to_numpy(zero_copy_only=False)]
-    systems = pa.nulls(len(rows), pa.string())
-    if spec.system is not None:  # ``row.system or None``: an empty system is none
-        systems = pa.array(list(map(spec.system, rows)), pa.string())
-        systems = pc.if_else(pc.equal(systems, ""), pa.scalar(None, pa.string()), systems)
+    texts = _Strings(list(map(spec.text, chain.from_iterable(turns))))
+    roles = np.fromiter(map(spec.role_number.__getitem__, map(spec.role, chain.from_iterable(turns))),
+                        np.int64, len(texts))
+    # ``row.system or None``: an empty system is none
+    systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system else [""] * len(rows))
     # the readers' rule: with no top-level system, a system turn first is the system
     first = offsets[:-1]
-    shift = (counts > 0) & pc.is_null(systems).to_numpy(zero_copy_only=False)
-    shift[shift] = roles[first[shift]] == _ROLE_NAMES.index("system")
+    shift = (counts > 0) & (systems.lengths == 0)
+    shift[shift] = roles[first[shift]] == _SYSTEM
     # a text empty or with a space at an edge: the row path (empty-content, or normalizing)
-    odd = ((pc.binary_length(texts).to_numpy(zero_copy_only=False) == 0)
-           | _edge_space(texts)).astype(np.int64)
-    odd_sum = np.concatenate([[0], np.cumsum(odd)])
-    ok = (odd_sum[offsets[1:]] == odd_sum[offsets[:-1]]) & ~_edge_space(pc.fill_null(systems, "x"))
-    # the shape, by the roles after the system turn
+    odd = np.concatenate([[0], np.cumsum((texts.lengths == 0) | texts.edge_space())])
+    ok = (odd[offsets[1:]] == odd[first]) & ~systems.edge_space()
+    # the shape: the roles after the system turn, as a number per row (base 4, a digit a turn)
     kept = np.ones(len(roles), bool)
     kept[first[shift]] = False
-    letters = np.array(list("uas"))[roles]
-    shapes = pc.binary_join(pa.ListArray.from_arrays(
-        pa.array((offsets - np.concatenate([[0], np.cumsum(shift)])).astype(np.int32)),
-        pa.array(letters[kept])), "")
-    encoded = pc.dictionary_encode(shapes)
-    bad_shape = np.array([bool(typed._shape_problems(tuple(_LETTER_ROLE[c] for c in s)))
-                          for s in encoded.dictionary.to_pylist()], bool)
-    ok &= ~bad_shape[encoded.indices.to_numpy(zero_copy_only=False)]
+    row_of_turn = np.repeat(np.arange(len(rows)), counts)
+    rank = np.arange(len(roles)) - first[row_of_turn] - shift[row_of_turn]
+    digits = np.where(kept & (rank < _MAX_SHAPE_TURNS), (roles + 1).astype(np.uint64), 0)
+    digits <<= (2 * np.clip(rank, 0, _MAX_SHAPE_TURNS - 1)).astype(np.uint64)
+    sums = np.concatenate([[0], np.cumsum(digits, dtype=np.uint64)])  # wraps; differences stay exact
+    shapes = sums[offsets[1:]] - sums[first]
+    ok &= counts - shift <= _MAX_SHAPE_TURNS  # longer: the row path
+    distinct, which = np.unique(shapes, return_inverse=True)
+    bad_shape = np.array([bool(typed._shape_problems(_roles_of(int(s)))) for s in distinct], bool)
+    ok &= ~bad_shape[which.reshape(-1)]
     return ok, _keys(texts, systems, roles, offsets, shift, kept)
 
 
-def _edge_space(texts: pa.Array) -> np.ndarray:
-    return pc.or_(pc.starts_with(texts, " "), pc.ends_with(texts, " ")).to_numpy(zero_copy_only=False)
+_SYSTEM = _ROLE_NAMES.index("system")
+_MAX_SHAPE_TURNS = 31  # 2 bits a turn in 64
 
 
-def _keys(texts: pa.Array, systems: pa.Array, roles: np.ndarray, offsets: np.ndarray,
+def _roles_of(shape: int) -> tuple[str, ...]:
+    roles = []
+    while shape:
+        roles.append(_ROLE_NAMES[(shape & 3) - 1])
+        shape >>= 2
+    return tuple(roles)
+
+
+class _Strings:
+    """ASCII strings as one buffer and offsets: what numpy and Arrow read without a copy per string.
+
+    Arrow arrays are built from buffers, never from Python objects: pyarrow imports pandas (a
+    second and 45 MB) the first time it converts one."""
+
+    def __init__(self, strings: list[str]):
+        self.data = "".join(strings).encode("ascii")
+        self.lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+        self.offsets = np.zeros(len(strings) + 1, np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def edge_space(self) -> np.ndarray:
+        """Per string, whether it starts or ends with a space."""
+        if not self.data:
+            return np.zeros(len(self), bool)
+        raw = np.frombuffer(self.data, np.uint8)
+        some = self.lengths > 0
+        out = np.zeros(len(self), bool)
+        out[some] = (raw[self.offsets[:-1][some]] == 32) | (raw[self.offsets[1:][some] - 1] == 32)
+        return out
+
+
+def _arrow_strings(data: bytes, offsets: np.ndarray) -> pa.Array:
+    return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.astype(np.int64)),
+                                            pa.py_buffer(data))
+
+
+def _arrow_ints(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
+
+
+_ROLE_BYTES = "".join(_ROLE_NAMES).encode()
+_ROLE_OFFSETS = np.cumsum([0] + [len(r) for r in _ROLE_NAMES])
+_SEPARATOR = _arrow_strings(b"\x1f", np.array([0, 1]))[0]  # a scalar, not converted from a str
+
+
+def _keys(texts: _Strings, systems: _Strings, roles: np.ndarray, offsets: np.ndarray,
           shift: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """``hash(normalized_turns(system, turns))`` per row, its texts being normalized already:
-    the pieces [system, role, text, role, text, ...] joined by ``\\x1f``, built with one ``take``."""
+    the pieces [system, role, text, role, text, ...] joined by ``\x1f`` (one Arrow ``take`` and
+    ``binary_join`` per block), then hashed as Python strings, as the row path hashes them."""
     n_rows, n_turns = len(systems), len(texts)
-    pieces = pa.concat_arrays([pc.fill_null(systems, ""), pa.array(_ROLE_NAMES), texts])
+    # every piece in one string array: the systems, the role names, the texts
+    pieces = _arrow_strings(systems.data + _ROLE_BYTES + texts.data, np.concatenate([
+        systems.offsets[:-1], len(systems.data) + _ROLE_OFFSETS[:-1],
+        len(systems.data) + len(_ROLE_BYTES) + texts.offsets]))
+    n_roles = len(_ROLE_NAMES)
     kept_per_row = np.diff(offsets) - shift
     starts = np.zeros(n_rows + 1, np.int64)
     np.cumsum(1 + 2 * kept_per_row, out=starts[1:])
     take = np.empty(starts[-1], np.int64)
-    # the system piece: the top-level one, or the first turn's text when it was shifted out
-    take[starts[:-1]] = np.where(shift, n_rows + 3 + offsets[:-1], np.arange(n_rows))
+    # the system piece: the top-level one, or the first turn's text when it was lifted out
+    take[starts[:-1]] = np.where(shift, n_rows + n_roles + offsets[:-1], np.arange(n_rows))
     turn_row = np.repeat(np.arange(n_rows), np.diff(offsets))[kept]
     turn_idx = np.flatnonzero(kept)
-    rank = turn_idx - offsets[:-1][turn_row] - shift[turn_row]
-    at = starts[:-1][turn_row] + 1 + 2 * rank
+    at = starts[:-1][turn_row] + 1 + 2 * (turn_idx - offsets[:-1][turn_row] - shift[turn_row])
     take[at] = n_rows + roles[kept]
-    take[at + 1] = n_rows + 3 + turn_idx
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(starts.astype(np.int32)),
-                                                     pieces.take(pa.array(take))), "\x1f")
+    take[at + 1] = n_rows + n_roles + turn_idx
+    lists = pa.LargeListArray.from_arrays(_arrow_ints(starts, pa.int64()),
+                                          pieces.take(_arrow_ints(take, pa.int64())))
+    joined = pc.binary_join(lists, _SEPARATOR)
     return np.fromiter(map(hash, joined.to_pylist()), np.int64, n_rows)

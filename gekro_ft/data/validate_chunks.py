@@ -78,7 +78,7 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
         out.where.frombytes(index[has_key].tobytes())
         out.lines_of.frombytes((lines_done + 1 + np.flatnonzero(has_key)).astype(np.int64).tobytes())
         out.rows += int(row_of.sum())
-        lines_done += block.count(b"\n")
+        lines_done += len(lines) if block.endswith(b"\n") else len(lines) - 1  # its newlines
     out.lines = lines_done
     return out
 
