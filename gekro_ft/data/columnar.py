@@ -33,8 +33,6 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from gekro_ft.data import limits, typed
 
@@ -256,12 +254,10 @@ def _roles_of(shape: int) -> tuple[str, ...]:
 
 
 class _Strings:
-    """ASCII strings as one buffer and offsets: what numpy and Arrow read without a copy per string.
-
-    Arrow arrays are built from buffers, never from Python objects: pyarrow imports pandas (a
-    second and 45 MB) the first time it converts one."""
+    """ASCII strings as they are, and as one buffer with offsets, for numpy to read."""
 
     def __init__(self, strings: list[str]):
+        self.strings = strings
         self.data = "".join(strings).encode("ascii")
         self.lengths = np.fromiter(map(len, strings), np.int64, len(strings))
         self.offsets = np.zeros(len(strings) + 1, np.int64)
@@ -281,43 +277,32 @@ class _Strings:
         return out
 
 
-def _arrow_strings(data: bytes, offsets: np.ndarray) -> pa.Array:
-    return pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets.astype(np.int64)),
-                                            pa.py_buffer(data))
-
-
-def _arrow_ints(values: np.ndarray, kind: pa.DataType) -> pa.Array:
-    return pa.Array.from_buffers(kind, len(values), [None, pa.py_buffer(values)])
-
-
-_ROLE_BYTES = "".join(_ROLE_NAMES).encode()
-_ROLE_OFFSETS = np.cumsum([0] + [len(r) for r in _ROLE_NAMES])
-_SEPARATOR = _arrow_strings(b"\x1f", np.array([0, 1]))[0]  # a scalar, not converted from a str
+_ROLE_PIECES = np.array([f"\x1f{role}\x1f" for role in _ROLE_NAMES], object)
 
 
 def _keys(texts: _Strings, systems: _Strings, roles: np.ndarray, offsets: np.ndarray,
           shift: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """``hash(normalized_turns(system, turns))`` per row, its texts being normalized already:
-    the pieces [system, role, text, role, text, ...] joined by ``\x1f`` (one Arrow ``take`` and
-    ``binary_join`` per block), then hashed as Python strings, as the row path hashes them."""
-    n_rows, n_turns = len(systems), len(texts)
-    # every piece in one string array: the systems, the role names, the texts
-    pieces = _arrow_strings(systems.data + _ROLE_BYTES + texts.data, np.concatenate([
-        systems.offsets[:-1], len(systems.data) + _ROLE_OFFSETS[:-1],
-        len(systems.data) + len(_ROLE_BYTES) + texts.offsets]))
-    n_roles = len(_ROLE_NAMES)
+    each row's pieces (system, then ``\x1f role \x1f`` and the text per turn) placed in one
+    array, joined once with a newline after each row, split on the newlines (a plain row's
+    texts hold none), and hashed as the row path hashes them."""
+    n_rows = len(systems)
     kept_per_row = np.diff(offsets) - shift
-    starts = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(1 + 2 * kept_per_row, out=starts[1:])
-    take = np.empty(starts[-1], np.int64)
+    start = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(2 + 2 * kept_per_row, out=start[1:])
+    pieces = np.empty(int(start[-1]), object)
+    text_pieces = np.empty(len(texts), object)
+    text_pieces[:] = texts.strings
     # the system piece: the top-level one, or the first turn's text when it was lifted out
-    take[starts[:-1]] = np.where(shift, n_rows + n_roles + offsets[:-1], np.arange(n_rows))
+    system_pieces = np.empty(n_rows, object)
+    system_pieces[:] = systems.strings
+    system_pieces[shift] = text_pieces[offsets[:-1][shift]]
+    pieces[start[:-1]] = system_pieces
+    pieces[start[1:] - 1] = "\n"
     turn_row = np.repeat(np.arange(n_rows), np.diff(offsets))[kept]
-    turn_idx = np.flatnonzero(kept)
-    at = starts[:-1][turn_row] + 1 + 2 * (turn_idx - offsets[:-1][turn_row] - shift[turn_row])
-    take[at] = n_rows + roles[kept]
-    take[at + 1] = n_rows + n_roles + turn_idx
-    lists = pa.LargeListArray.from_arrays(_arrow_ints(starts, pa.int64()),
-                                          pieces.take(_arrow_ints(take, pa.int64())))
-    joined = pc.binary_join(lists, _SEPARATOR)
-    return np.fromiter(map(hash, joined.to_pylist()), np.int64, n_rows)
+    at = start[:-1][turn_row] + 1 + 2 * (np.flatnonzero(kept) - offsets[:-1][turn_row] - shift[turn_row])
+    pieces[at] = _ROLE_PIECES[roles[kept]]
+    pieces[at + 1] = text_pieces[kept]
+    joined = "".join(pieces.tolist()).split("\n")
+    joined.pop()  # after the last row's newline
+    return np.fromiter(map(hash, joined), np.int64, n_rows)
