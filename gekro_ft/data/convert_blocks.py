@@ -40,7 +40,7 @@ def convert_block(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, 
     rows = [r for r in rows if r.tools is None or r.tools == ""]
     raws, _ = columnar.decode(lines, keep, _RAW, block)  # each decodes: it did above
     extras = [[(k, v) for k, v in raw.items() if k not in _TOP_LEVEL] for raw in raws]
-    fits = np.array(["messages" not in dict(e) for e in extras], bool)
+    fits = np.fromiter(("messages" not in raw for raw in raws), bool, len(raws))
     if not fits.all():
         rows = [r for r, f in zip(rows, fits) if f]
         extras = [e for e, f in zip(extras, fits) if f]
