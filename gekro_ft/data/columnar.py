@@ -1,28 +1,33 @@
 """``data validate``'s checks on a block of JSONL lines at once, for the rows that are plainly
-clean; every other row is left to the row-by-row fast path (:mod:`typed`), so the findings
-stay its findings.
+clean; every other row is left to the row-by-row fast path (:func:`validate_chunks.check_row`),
+so the findings stay its findings.
 
-Per row, Python now does one thing: msgspec decodes the line into the same structs as
-:func:`typed.plain_row`. Everything else is done per block, in C:
+Per row, Python does little more than msgspec's decoding into the same structs as
+:func:`typed.plain_row` (``decode_lines``, a batch of lines a call). The rest is done per block:
 
-- **the bytes** (numpy, one pass with a lookup table): a line is left to the row path when it
-  holds any byte outside printable ASCII (a control character, UTF-8 beyond ASCII), a JSON
-  escape that can make whitespace or a brace (``\\t \\n \\r \\f \\u``), two spaces in a row,
-  or ``{{``. What is left decodes to texts whose only whitespace is single spaces, and
-  without a placeholder. This is where exactness comes from: Python's ``str.split()``
-  knows 29 whitespace characters (``\\x1c``, ``\\x85``, ``\\u3000``, ...) that Arrow's
-  whitespace kernels do not all agree on, so no Arrow whitespace kernel is used; a row that
-  could hold one goes through ``str.split`` itself.
-- **the texts** (pyarrow): a text that is empty or starts or ends with a space sends its row to
-  the row path (``empty-content``, or a key that needs normalizing). Every other text is
-  already its own ``" ".join(text.split())``, so the duplicate key is the hash of the texts
-  joined as :func:`conversation.normalized_turns` joins them (``binary_join`` per row).
-- **the shape**: each row's roles as a string (``"sua"``); the distinct strings of a block
-  (a handful) get :func:`typed._shape_problems`'s verdict; a row with any goes to the row path.
+- **the bytes** (one ``translate`` to bit flags, a few numpy passes): a line is left to the row
+  path when it holds any byte outside printable ASCII (a control character, UTF-8 beyond
+  ASCII), a JSON escape that can make whitespace or a brace (``\\t \\n \\r \\f \\u``),
+  two spaces in a row, ``{{``, more brackets than the depth limit, or what msgspec would skip
+  unchecked (:func:`typed.unchecked_by_structs`). What is left decodes to texts whose only
+  whitespace is single spaces and that hold no placeholder. This is where exactness comes
+  from: Python's ``str.split()`` knows 29 whitespace characters (``\\x1c``, ``\\x85``,
+  ``\\u3000``, ...); none of them can be in such a text, so no other definition of
+  whitespace (Arrow's, a regex's) is ever relied on: a row that could hold one goes through
+  ``str.split`` itself.
+- **the texts** (numpy over the texts as one buffer): a text that is empty or starts or ends
+  with a space sends its row to the row path (``empty-content``, or a key that needs
+  normalizing). Every other text is already its own ``" ".join(text.split())``, so the
+  duplicate key is the hash of the texts joined as :func:`conversation.normalized_turns`
+  joins them: one ``str.join`` over the block's pieces, split per row.
+- **the shape**: each row's roles after the system turn as a number (two bits a turn); the
+  distinct numbers of a block (a handful) get :func:`typed._shape_problems`'s verdict; a row
+  with any problem goes to the row path.
 
-Measured on the benchmark's rows (``benchmarks/README.md``): the per-row Python work that was
-left (whitespace splitting for the key, building ``Plain`` rows, checking them) is what this
-removes; msgspec decoding stays, as the one place acceptance is decided.
+Tried and dropped (``benchmarks/README.md``): pyarrow for the texts and the keys (its first
+conversion of a Python object imports pandas: 45 MB and 0.7 s more per process, which the
+memory target could not carry), ``pyarrow.json`` for decoding (slower than msgspec here),
+regexes and ``bytes.find`` per pattern over the block (several times the numpy passes).
 """
 
 from __future__ import annotations

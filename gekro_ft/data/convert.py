@@ -51,7 +51,8 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
     and not written; the rest are. ``target`` appears only when the whole pass succeeded.
 
     A JSONL file takes the fast path: plain rows decoded by msgspec into typed structs
-    (:mod:`typed`) rather than through the schema reader, on every core (:mod:`chunks`).
+    (:mod:`typed`) rather than through the schema reader, ShareGPT to OpenAI written a block of
+    lines at a time (:mod:`convert_blocks`), on every core (:mod:`chunks`).
     ``fast=False`` reads row by row in this process, the reference it is tested against:
     both write the same bytes and findings."""
     if to not in NAMES:

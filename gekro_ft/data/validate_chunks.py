@@ -1,5 +1,7 @@
 """The fast path of ``data validate`` for JSONL without a model: byte-range chunks of the file
-checked in worker processes (the checks are pure Python, one core each), merged in order.
+checked in worker processes (one core each), merged in order. Within a chunk the file is read
+in blocks of lines (:mod:`line_blocks`); a block's plainly clean rows are checked at once
+(:mod:`columnar`), its other rows one by one (:func:`check_row`), in file order.
 
 A chunk returns its findings and, per readable row, a duplicate key (:func:`typed.duplicate_key`,
 a str hash: the workers are started with one hash seed, so their keys agree). The merge offsets
