@@ -29,6 +29,7 @@ SUPPORTED = (("sharegpt", "openai"),)  # (from, to)
 _RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _TOP_LEVEL = frozenset(sharegpt.TOP_LEVEL)
 _ROLE_PIECE = {raw: b'{"role":"%s","content":' % role.encode() for raw, role in typed._SHAREGPT_ROLE.items()}
+_ROLE_QUOTE = {raw: piece + b'"' for raw, piece in _ROLE_PIECE.items()}
 
 
 def convert_block(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, np.ndarray]:
@@ -78,15 +79,24 @@ def _write(rows: list[typed._ShareGPTRow], extras: list[list[tuple[str, msgspec.
     at = start[:-1][msg_row] + 1 + 4 * (np.arange(int(msg_start[-1])) - msg_start[:-1][msg_row])
     pieces[at] = b","
     pieces[at[msg_start[:-1][n_msgs > 0]]] = b""
-    pieces[at + 3] = b"}"
     system_msg = msg_start[:-1][has_system]
     turn_msg = np.ones(int(msg_start[-1]), bool)
     turn_msg[system_msg] = False
-    pieces[at[system_msg] + 1] = _ROLE_PIECE["system"]
-    pieces[at[system_msg] + 2] = list(map(orjson.dumps, (s for s in systems if s)))
     flat = list(chain.from_iterable(turns))
-    pieces[at[turn_msg] + 1] = list(map(_ROLE_PIECE.__getitem__, map(_FROM, flat)))
-    pieces[at[turn_msg] + 2] = list(map(orjson.dumps, map(_VALUE, flat)))
+    texts = list(map(_VALUE, flat))
+    n_texts = len(texts)
+    texts += (s for s in systems if s)
+    role_piece, dumped = _ROLE_PIECE, _string_contents(texts)
+    if dumped is None:  # some text needs escaping: each one dumped on its own
+        dumped = list(map(orjson.dumps, texts))
+        pieces[at + 3] = b"}"
+    else:  # the quotes are in the pieces around the text
+        role_piece = _ROLE_QUOTE
+        pieces[at + 3] = b'"}'
+    pieces[at[system_msg] + 1] = role_piece["system"]
+    pieces[at[system_msg] + 2] = dumped[n_texts:]
+    pieces[at[turn_msg] + 1] = list(map(role_piece.__getitem__, map(_FROM, flat)))
+    pieces[at[turn_msg] + 2] = dumped[:n_texts]
     if n_extra.any():  # as the row path writes them: parsed by orjson, then dumped
         extra_row = np.repeat(np.arange(len(rows)), n_extra)
         extra_start = np.zeros(len(rows) + 1, np.int64)
@@ -102,6 +112,20 @@ def _write(rows: list[typed._ShareGPTRow], extras: list[list[tuple[str, msgspec.
 
 _ROW_START = b'{"messages":['
 _TURNS, _FROM, _VALUE = attrgetter("conversations"), attrgetter("from_"), attrgetter("value")
+
+
+def _string_contents(strings: list[str]) -> list[bytes] | None:
+    """What orjson writes between the quotes of each string, from one ``dumps`` of them all;
+    None when some string needed an escape. orjson escapes only ``"``, ``\\`` and control
+    characters, each into more than one byte, so when the dump is as long as the strings'
+    UTF-8 plus quotes, commas and brackets, nothing was escaped and ``","`` occurs only
+    between strings."""
+    dumped = orjson.dumps(strings)
+    joined = "".join(strings)
+    size = len(joined) if joined.isascii() else len(joined.encode("utf-8"))
+    if len(dumped) != size + 3 * len(strings) + 1:
+        return None
+    return dumped[2:-2].split(b'","') if strings else []
 
 
 @lru_cache(maxsize=1024)
