@@ -30,10 +30,23 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def free_cores() -> int:
+    """The usable cores that other work is not already using (``make -l``'s rule: the load
+    average says how many are busy). A worker on a busy core only adds its start: on 2 cores
+    with a load of 3, 200k rows took 4.6 s in workers against 2.7 s in one process."""
+    cores = usable_cores()
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # no load average on this platform
+        return cores
+    return max(1, min(cores, round(cores - busy)))
+
+
 def spans_for(path: str | Path) -> list[Span] | None:
     """The byte ranges to handle ``path`` in, or None to handle it whole in this process
-    (one core, a gzipped or non-JSONL file, or one too small to be worth the workers)."""
-    cores = usable_cores()
+    (fewer than two free cores, a gzipped or non-JSONL file, or one too small to be worth
+    the workers). Either way the results are the same; only the time differs."""
+    cores = free_cores()
     return line_spans(path, cores * CHUNKS_PER_CORE, MIN_CHUNK_BYTES) if cores > 1 else None
 
 
@@ -48,7 +61,7 @@ def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
     # spawn, not fork: the CLI's progress bar runs a thread, and a forked lock can hang
     context = multiprocessing.get_context("spawn")
     with _one_hash_seed() if same_hash_seed else nullcontext(), \
-            ProcessPoolExecutor(min(usable_cores(), len(spans)), mp_context=context,
+            ProcessPoolExecutor(min(free_cores(), len(spans)), mp_context=context,
                                 initializer=_leave_ctrl_c_to_the_parent) as pool:
         futures = [pool.submit(work, path, span, None, *args) for span in spans]
         results = []
