@@ -129,6 +129,8 @@ def _convert_jsonl(source: str | Path, schema: str, to: str, out: BinaryIO, resu
             index, line = first_row + i - blanks, lines_done + i + 1
             if len(lines[i]) > limits.MAX_ROW_BYTES:
                 raw = RawRow(index, line, error=limits.size_message(), code="row-too-large")
+            elif limits.too_deep(raw_line):
+                raw = RawRow(index, line, error=limits.depth_message(), code="nesting-too-deep")
             else:
                 raw = RawRow(index, line, raw_line)
             _convert_rows([_row(raw, schema, extra_fields)], to, out, result)
@@ -149,8 +151,7 @@ def fast_rows(source: str | Path, schema: str | None, on_bytes: Callable[[int], 
 
 
 def _row(raw: RawRow, schema: str | None, extra_fields) -> Row:
-    if raw.error is None and limits.too_deep(raw.value):
-        raw = RawRow(raw.index, raw.line, error=limits.depth_message(), code="nesting-too-deep")
+    """A row as :func:`read_rows` reads it, from a line already checked for size and depth."""
     if raw.error is None and (plain := typed.plain_row(raw.value, schema)) is not None:
         value = orjson.loads(raw.value)  # the other top-level fields travel as they were
         return Row(raw.index, raw.line, plain.conversation(extra_fields(value)), [], value)
