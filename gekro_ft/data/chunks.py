@@ -1,10 +1,10 @@
-"""One JSONL file on every core: byte ranges cut at line starts, each handled by a worker
+"""One JSONL file on every free core: byte ranges cut at line starts, each handled by a worker
 process, the results handed back in file order.
 
 The data checks and conversions run in Python (with numpy per block of lines), so one process
-uses one core; a file of a million rows is cut into a few ranges per core (progress moves as each one finishes). A
-worker's rows and lines count from its range's start: :func:`lines_in` says how many lines a
-range holds, so the caller can offset the next range's numbers.
+uses one core; a large file is cut into a few ranges per free core (progress moves as each
+one finishes). A worker's rows and lines count from its range's start: :func:`lines_in` says
+how many lines a range holds, so the caller can offset the next range's numbers.
 """
 
 from __future__ import annotations

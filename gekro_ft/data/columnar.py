@@ -52,7 +52,8 @@ _FLAGS = bytearray(256)
 _FLAGS[:32] = b"\x40" * 32
 _FLAGS[128:] = b"\x40" * 128
 _FLAGS[ord("\n")] = 0
-_FLAGS[ord(" ")], _FLAGS[ord("{")], _FLAGS[ord("\\")], _FLAGS[ord("[")] = 1 | 8, 2 | 16 | 128, 4, 128
+_FLAGS[ord(" ")], _FLAGS[ord("\\")], _FLAGS[ord("[")] = 1 | 8, 4, 128
+_FLAGS[ord("{")] = 2 | 16 | 128
 for _c in b"tnrfu":
     _FLAGS[_c] = 32
 _FLAGS = bytes(_FLAGS)
@@ -160,7 +161,7 @@ def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarra
     spec = _SCHEMAS[schema]
     plain = plain_lines(block, lines)
     rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
-    fits = [spec.no_tools(r) for r in rows]  # rows with tools: the row path says why (or reads them)
+    fits = [spec.no_tools(r) for r in rows]  # with tools: the row path says why (or reads them)
     rows = [r for r, f in zip(rows, fits) if f]
     at = np.array(at, np.int64)[np.array(fits, bool)] if at else np.zeros(0, np.int64)
     clean = np.zeros(len(lines), bool)
@@ -219,10 +220,11 @@ def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarr
     offsets = np.zeros(len(rows) + 1, np.int64)  # each row's turns
     np.cumsum(counts, out=offsets[1:])
     texts = _Strings(list(map(spec.text, chain.from_iterable(turns))))
-    roles = np.fromiter(map(spec.role_number.__getitem__, map(spec.role, chain.from_iterable(turns))),
-                        np.int64, len(texts))
+    raw_roles = map(spec.role, chain.from_iterable(turns))
+    roles = np.fromiter(map(spec.role_number.__getitem__, raw_roles), np.int64, len(texts))
     # ``row.system or None``: an empty system is none
-    systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system else [""] * len(rows))
+    systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system
+                       else [""] * len(rows))
     # the readers' rule: with no top-level system, a system turn first is the system
     first = offsets[:-1]
     shift = (counts > 0) & (systems.lengths == 0)
@@ -237,7 +239,8 @@ def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarr
     rank = np.arange(len(roles)) - first[row_of_turn] - shift[row_of_turn]
     digits = np.where(kept & (rank < _MAX_SHAPE_TURNS), (roles + 1).astype(np.uint64), 0)
     digits <<= (2 * np.clip(rank, 0, _MAX_SHAPE_TURNS - 1)).astype(np.uint64)
-    sums = np.concatenate([[0], np.cumsum(digits, dtype=np.uint64)])  # wraps; differences stay exact
+    # the sums wrap around; their differences stay exact
+    sums = np.concatenate([[0], np.cumsum(digits, dtype=np.uint64)])
     shapes = sums[offsets[1:]] - sums[first]
     ok &= counts - shift <= _MAX_SHAPE_TURNS  # longer: the row path
     distinct, which = np.unique(shapes, return_inverse=True)
@@ -305,7 +308,8 @@ def _keys(texts: _Strings, systems: _Strings, roles: np.ndarray, offsets: np.nda
     pieces[start[:-1]] = system_pieces
     pieces[start[1:] - 1] = "\n"
     turn_row = np.repeat(np.arange(n_rows), np.diff(offsets))[kept]
-    at = start[:-1][turn_row] + 1 + 2 * (np.flatnonzero(kept) - offsets[:-1][turn_row] - shift[turn_row])
+    rank = np.flatnonzero(kept) - offsets[:-1][turn_row] - shift[turn_row]
+    at = start[:-1][turn_row] + 1 + 2 * rank
     pieces[at] = _ROLE_PIECES[roles[kept]]
     pieces[at + 1] = text_pieces[kept]
     joined = "".join(pieces.tolist()).split("\n")

@@ -28,7 +28,8 @@ from gekro_ft.data.schemas import sharegpt
 SUPPORTED = (("sharegpt", "openai"),)  # (from, to)
 _RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _TOP_LEVEL = frozenset(sharegpt.TOP_LEVEL)
-_ROLE_PIECE = {raw: b'{"role":"%s","content":' % role.encode() for raw, role in typed._SHAREGPT_ROLE.items()}
+_ROLE_PIECE = {raw: b'{"role":"%s","content":' % role.encode()
+               for raw, role in typed._SHAREGPT_ROLE.items()}
 _ROLE_QUOTE = {raw: piece + b'"' for raw, piece in _ROLE_PIECE.items()}
 
 
@@ -54,7 +55,8 @@ def convert_block(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, 
     return plain, out, ends
 
 
-def _write(rows: list[typed._ShareGPTRow], extras: list[list[tuple[str, msgspec.Raw]]]) -> tuple[bytes, np.ndarray]:
+def _write(rows: list[typed._ShareGPTRow],
+           extras: list[list[tuple[str, msgspec.Raw]]]) -> tuple[bytes, np.ndarray]:
     """The rows' output, each row's pieces placed in one array and joined once:
     ``{"messages":[`` + per message (``,``, role, text, ``}``) + ``]`` + per extra field
     (``,"key":``, value) + ``}\n``. A top-level system is the first message; a system turn
@@ -101,10 +103,12 @@ def _write(rows: list[typed._ShareGPTRow], extras: list[list[tuple[str, msgspec.
         extra_row = np.repeat(np.arange(len(rows)), n_extra)
         extra_start = np.zeros(len(rows) + 1, np.int64)
         np.cumsum(n_extra, out=extra_start[1:])
-        at = close[extra_row] + 1 + 2 * (np.arange(int(extra_start[-1])) - extra_start[:-1][extra_row])
+        rank = np.arange(int(extra_start[-1])) - extra_start[:-1][extra_row]
+        at = close[extra_row] + 1 + 2 * rank
         pairs = list(chain.from_iterable(extras))
         pieces[at] = [_key_piece(k) for k, _ in pairs]
-        pieces[at + 1] = list(map(orjson.dumps, orjson.loads(b"[" + b",".join(v for _, v in pairs) + b"]")))
+        values = orjson.loads(b"[" + b",".join(v for _, v in pairs) + b"]")
+        pieces[at + 1] = list(map(orjson.dumps, values))
     out = b"".join(pieces.tolist())
     # orjson writes a newline inside a string as \n: the only newlines are the rows' own
     return out, np.flatnonzero(np.frombuffer(out, np.uint8) == 10) + 1

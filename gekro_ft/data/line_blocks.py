@@ -54,7 +54,7 @@ def iter_blocks(path: str | Path, on_bytes: Callable[[int], None] | None = None,
                     return
                 cut = data.rfind(b"\n") + 1
                 if cut == 0:
-                    if len(data) > limits.MAX_ROW_BYTES:  # already too large: skip, never hold whole
+                    if len(data) > limits.MAX_ROW_BYTES:  # too large already: skip, never hold it
                         pos += _skip_rest_of_line(f, on_bytes)
                         carry = b""
                         yield TOO_LARGE

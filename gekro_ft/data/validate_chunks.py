@@ -48,8 +48,8 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
     for block in line_blocks.iter_blocks(path, on_bytes, span):
         if block is line_blocks.TOO_LARGE:
             lines_done += 1
-            check_row(RawRow(out.rows, lines_done, error=limits.size_message(), code="row-too-large"),
-                      schema, out)
+            check_row(RawRow(out.rows, lines_done, error=limits.size_message(),
+                             code="row-too-large"), schema, out)
             out.rows += 1
             continue
         lines = line_blocks.split_lines(block)
@@ -67,7 +67,7 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
                 blanks += 1
                 continue
             index, line = out.rows + i - blanks, lines_done + i + 1
-            if len(lines[i]) > limits.MAX_ROW_BYTES:  # grew within one block: not skipped, same finding
+            if len(lines[i]) > limits.MAX_ROW_BYTES:  # ended in the block it grew into
                 raw = RawRow(index, line, error=limits.size_message(), code="row-too-large")
             else:
                 raw = RawRow(index, line, raw)
@@ -78,7 +78,8 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
         out.usable += int(clean.sum())
         out.keys.frombytes(keys[has_key].tobytes())
         out.where.frombytes(index[has_key].tobytes())
-        out.lines_of.frombytes((lines_done + 1 + np.flatnonzero(has_key)).astype(np.int64).tobytes())
+        line_of = lines_done + 1 + np.flatnonzero(has_key)
+        out.lines_of.frombytes(line_of.astype(np.int64).tobytes())
         out.rows += int(row_of.sum())
         lines_done += len(lines) if block.endswith(b"\n") else len(lines) - 1  # its newlines
     out.lines = lines_done
