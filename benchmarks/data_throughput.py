@@ -153,19 +153,49 @@ def lever_reference(src: str, out: str, cache: str) -> int:
 
 
 def lever_typed(src: str, out: str, cache: str) -> int:
-    """Typed decoding into msgspec structs, checks as before (check_conversation), one core."""
-    from gekro_ft.data import typed, validate_chunks
+    """Typed decoding into msgspec structs, checks as before (check_conversation), line by
+    line (readline), one core."""
+    from gekro_ft.data import typed
     from gekro_ft.data.checks import check_conversation
 
     typed.check_plain = lambda row, raw: check_conversation(row.conversation())
-    return _one_core(validate_chunks, src)
+    return _line_by_line(src)
 
 
 def lever_typed_checks(src: str, out: str, cache: str) -> int:
-    """Typed decoding plus checks once on the struct (shape looked up by roles), one core."""
+    """Typed decoding plus checks once on the struct (shape looked up by roles), line by line."""
+    return _line_by_line(src)
+
+
+def lever_blocks(src: str, out: str, cache: str) -> int:
+    """As above, the file read in blocks of lines instead of a line at a time, one core."""
+    from gekro_ft.data import columnar, validate_chunks
+
+    columnar.SCHEMAS = ()  # every row through the row path
+    return _one_core(validate_chunks, src)
+
+
+def lever_columnar(src: str, out: str, cache: str) -> int:
+    """Plainly clean rows checked per block (numpy over the bytes, pyarrow over texts), one core."""
     from gekro_ft.data import validate_chunks
 
     return _one_core(validate_chunks, src)
+
+
+def lever_cores(src: str, out: str, cache: str) -> int:
+    """validate on every usable core, busy or not (the library uses the free ones only)."""
+    from gekro_ft.data import chunks
+
+    chunks.free_cores = chunks.usable_cores
+    return ours_validate(src, out, cache)
+
+
+def lever_convert_cores(src: str, out: str, cache: str) -> int:
+    """convert on every usable core, busy or not."""
+    from gekro_ft.data import chunks
+
+    chunks.free_cores = chunks.usable_cores
+    return ours_convert(src, out, cache)
 
 
 def lever_convert_reference(src: str, out: str, cache: str) -> int:
@@ -176,7 +206,16 @@ def lever_convert_reference(src: str, out: str, cache: str) -> int:
 
 
 def lever_convert_typed(src: str, out: str, cache: str) -> int:
-    """convert with plain rows decoded into typed structs, one process."""
+    """convert with plain rows decoded into typed structs, row by row, one process."""
+    from gekro_ft.data import chunks, convert_blocks
+
+    chunks.spans_for = lambda path: None
+    convert_blocks.SUPPORTED = ()
+    return ours_convert(src, out, cache)
+
+
+def lever_convert_blocks(src: str, out: str, cache: str) -> int:
+    """convert with plain rows written per block of lines (pieces joined once), one process."""
     from gekro_ft.data import chunks
 
     chunks.spans_for = lambda path: None
@@ -184,7 +223,26 @@ def lever_convert_typed(src: str, out: str, cache: str) -> int:
 
 
 def _one_core(validate_chunks, src: str) -> int:
-    rows, usable, findings = validate_chunks.merge([validate_chunks.check_chunk(src, None, None, "sharegpt")])
+    return _no_findings(*validate_chunks.merge([validate_chunks.check_chunk(src, None, None, "sharegpt")]))
+
+
+def _line_by_line(src: str) -> int:
+    """The fast path as it was before block reading: one ``readline`` and one row at a time."""
+    from gekro_ft.data import validate_chunks
+    from gekro_ft.data.source import iter_jsonl
+
+    out = validate_chunks.ChunkResult()
+    for raw in iter_jsonl(src, None, None, parse=False):
+        out.rows += 1
+        key = validate_chunks.check_row(raw, "sharegpt", out)
+        if key is not None:
+            out.keys.append(key)
+            out.where.append(raw.index)
+            out.lines_of.append(raw.line)
+    return _no_findings(*validate_chunks.merge([out]))
+
+
+def _no_findings(rows: int, usable: int, findings: list) -> int:
     if usable != rows or findings:
         raise SystemExit(f"validate found problems in generated data: {findings[:3]}")
     return rows
@@ -221,13 +279,20 @@ LEVERS = (
         writes=False),
     Job("lever-typed-checks", "validate: + checks once on the struct", ("gekro_ft.data.validate",),
         lever_typed_checks, writes=False),
-    Job("lever-cores", "validate: + every core (chunks)", ("gekro_ft.data.validate",), ours_validate,
+    Job("lever-blocks", "validate: + read in blocks of lines", ("gekro_ft.data.validate",),
+        lever_blocks, writes=False),
+    Job("lever-columnar", "validate: + clean rows checked per block", ("gekro_ft.data.validate",),
+        lever_columnar, writes=False),
+    Job("lever-cores", "validate: + every core (chunks)", ("gekro_ft.data.validate",), lever_cores,
         writes=False),
     Job("lever-convert-reference", "convert: row by row (before)", ("gekro_ft.data.convert",),
         lever_convert_reference),
     Job("lever-convert-typed", "convert: + typed decoding", ("gekro_ft.data.convert",),
         lever_convert_typed),
-    Job("lever-convert-cores", "convert: + every core (chunks)", ("gekro_ft.data.convert",), ours_convert),
+    Job("lever-convert-blocks", "convert: + plain rows written per block", ("gekro_ft.data.convert",),
+        lever_convert_blocks),
+    Job("lever-convert-cores", "convert: + every core (chunks)", ("gekro_ft.data.convert",),
+        lever_convert_cores),
 )
 OURS_BOTH = "ours: validate + convert"
 BASELINES = ("datasets: load + map + to_json", "datasets: load + map(batched) + to_json")

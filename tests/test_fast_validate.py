@@ -75,6 +75,7 @@ def test_fast_path_finds_what_the_reference_finds_in_one_chunk_and_in_many(tmp_p
     assert findings(one) == findings(reference)
     # small chunks in worker processes: duplicates and line numbers across chunk borders
     monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(chunks, "free_cores", lambda: 2)  # workers even on a busy machine
     seen = []
     many = validate_file(path, schema, on_bytes=seen.append)
     assert len(seen) > 4 and sum(seen) == path.stat().st_size
@@ -105,6 +106,7 @@ def test_convert_writes_what_the_row_by_row_reference_writes_in_one_chunk_and_in
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
     assert one.to_dict() | {"target": ""} == reference.to_dict() | {"target": ""}
     monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(chunks, "free_cores", lambda: 2)  # workers even on a busy machine
     seen = []
     many = convert_file(path, tmp_path / "many.jsonl", to, source, on_bytes=seen.append)
     assert len(seen) > 4 and sum(seen) == path.stat().st_size
@@ -124,3 +126,83 @@ def test_a_router_escalation_log_with_extra_top_level_fields_is_clean(tmp_path):
     for fast in (True, False):
         report = validate_file(path, fast=fast)
         assert (report.schema, report.errors, report.warnings, report.usable_rows) == ("openai", 0, 0, 12)
+
+
+def whitespace_file(path, schema: str):
+    """Rows that differ from a clean one only where the block path must hand over to the row
+    path: every character Python's ``str.split`` counts as whitespace (raw and escaped), edge
+    and double spaces, empty and whitespace-only texts, placeholders, CRLF and CR, blank lines,
+    a system turn to lift out, tools, a turn key too many; many are duplicates of the clean row."""
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    texts = ["hello world", " hello world", "hello world ", "hello  world", "", " ", "{{name}}",
+             "a {{ b }} c", "hello\\world", "tab\\tlike", "x\by"]
+    texts += [f"hello{s}world" for s in spaces] + [f"{s}hello world" for s in spaces]
+
+    def row(text, system=None, **top):
+        turns = [("system", system)] if system is not None else []
+        turns += [("user", text), ("assistant", "fine")]
+        if schema == "openai":
+            return {"messages": [{"role": r, "content": c} for r, c in turns], **top}
+        tag = {"system": "system", "user": "human", "assistant": "gpt"}
+        return {"conversations": [{"from": tag[r], "value": c} for r, c in turns], **top}
+
+    nested: list = [1]
+    for _ in range(30):
+        nested = [nested]
+    lines = []
+    for i, text in enumerate(texts):
+        for ascii_only in (True, False):
+            lines.append(json.dumps(row(text), ensure_ascii=ascii_only))
+            lines.append(json.dumps(row("hi", system=text, id=i), ensure_ascii=ascii_only, separators=(",", ":")))
+    lines += [json.dumps(row("hello world")) + "\r", "", "   ", "\r", json.dumps(row("hello world", tools="")),
+              json.dumps(row("hello world", tools=[{"type": "function"}])),
+              json.dumps(row("hello world", system="")), json.dumps(row("hello world", system="  ")),
+              json.dumps(row("a\rb")), '{"x": 1}', "[1, 2]", "nope",
+              json.dumps(row("hello world")).replace('"fine"', '"fine", "extra": 1'),
+              json.dumps(row("hello world")).replace("}]", "}, {}]"),
+              json.dumps(row("deep", meta=[[[[[[1]]]]]] * 30)), json.dumps(row("deeper", meta=nested)),
+              # for convert: fields it carries over, written as the row path writes them
+              json.dumps(row("hi", messages=[1])), json.dumps(row("dup", id=1))[:-1] + ', "id": "two"}',
+              json.dumps(row("x", meta={"f": 1.5e3, "u": "\u00e9\u2028", "n": None, "e": "a\"b\\c/d",
+                                        "big": 12345678901234567890, "t": [True, {"k": -0.0}]})),
+              json.dumps({**row("hi", system="turn"), "system": "top"}),
+              json.dumps({**row("hi"), "system": "top", "tag": "\ud83d\ude00"}, ensure_ascii=False),
+              # what msgspec skips unchecked in fields the structs do not read, and orjson refuses
+              json.dumps(row("big"))[:-1] + ', "n": 1e400}', json.dumps(row("big"))[:-1] + ', "n": 18E+307}',
+              json.dumps(row("big"))[:-1] + ', "n": 1e-400}', json.dumps(row("big"))[:-1] + ', "n": 1' + "0" * 320 + "}"]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogatepass"))
+    return path
+
+
+@pytest.mark.parametrize("schema", ["openai", "sharegpt"])
+def test_the_block_path_hands_every_whitespace_case_to_the_row_path(tmp_path, monkeypatch, schema):
+    """Texts whose whitespace only ``str.split`` can normalize, and lines over the size and
+    depth limits, in small blocks (a line cut by a block's end, a line over the limit that ends
+    in the block it grew into, and one skipped unread): the same findings as row by row."""
+    from gekro_ft.data import line_blocks
+
+    # what the block path relies on: printable ASCII holds one whitespace character, the space
+    assert [c for c in map(chr, range(0x20, 0x7F)) if c.isspace()] == [" "]
+    path = whitespace_file(tmp_path / "ws.jsonl", schema)
+    reference = validate_file(path, schema, fast=False)
+    assert findings(validate_file(path, schema)) == findings(reference)
+    assert reference.by_code()["duplicate-row"] > 40
+    assert_converts_as_the_reference(path, schema, tmp_path)
+    monkeypatch.setattr(line_blocks, "BLOCK_BYTES", 700)
+    monkeypatch.setattr(limits, "MAX_DEPTH", 20)
+    monkeypatch.setattr(limits, "MAX_ROW_BYTES", 1000)
+    with open(path, "a") as f:
+        f.write(json.dumps(GOOD) + " " * 1200 + "\n" + json.dumps(GOOD) + " " * 300 + "\n")
+    reference = validate_file(path, schema, fast=False)
+    assert {"row-too-large", "nesting-too-deep"} <= set(reference.by_code())
+    assert findings(validate_file(path, schema)) == findings(reference)
+    assert_converts_as_the_reference(path, schema, tmp_path)
+
+
+def assert_converts_as_the_reference(path, schema, tmp_path):
+    for to in ("openai", "sharegpt"):
+        reference = convert_file(path, tmp_path / "reference.jsonl", to, schema, fast=False)
+        fast = convert_file(path, tmp_path / "fast.jsonl", to, schema)
+        assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+        assert fast.to_dict() | {"target": ""} == reference.to_dict() | {"target": ""}
+        assert fast.written > 100 and fast.refused

@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import orjson
 
 from gekro_ft.atomic import atomic_output, check_output
-from gekro_ft.data import chunks, typed
+from gekro_ft.data import chunks, convert_blocks, limits, line_blocks, typed
 from gekro_ft.data.detect import resolve_schema
 from gekro_ft.data.findings import Finding
 from gekro_ft.data.rows import Row, read_rows, read_unparsed
 from gekro_ft.data.schemas import NAMES, SCHEMAS, Unconvertible, openai, sharegpt
-from gekro_ft.data.source import is_jsonl, iter_jsonl
+from gekro_ft.data.source import RawRow, is_jsonl, iter_jsonl
 from gekro_ft.errors import SchemaError
 
 
@@ -50,7 +51,8 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
     and not written; the rest are. ``target`` appears only when the whole pass succeeded.
 
     A JSONL file takes the fast path: plain rows decoded by msgspec into typed structs
-    (:mod:`typed`) rather than through the schema reader, on every core (:mod:`chunks`).
+    (:mod:`typed`) rather than through the schema reader, ShareGPT to OpenAI written a block of
+    lines at a time (:mod:`convert_blocks`), on every core (:mod:`chunks`).
     ``fast=False`` reads row by row in this process, the reference it is tested against:
     both write the same bytes and findings."""
     if to not in NAMES:
@@ -62,8 +64,10 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
     spans = chunks.spans_for(source) if jsonl else None
     with atomic_output(target, inputs=(source,)) as out:
         if spans is None:
-            rows = fast_rows(source, schema, on_bytes) if jsonl else read_rows(source, schema, on_bytes)
-            _convert_rows(rows, to, out, result)
+            if jsonl:
+                _convert_jsonl(source, schema, to, out, result, on_bytes)
+            else:
+                _convert_rows(read_rows(source, schema, on_bytes), to, out, result)
             return result
         # every core: each worker writes its range's rows to a part file; the parts are then
         # appended in order, so the output is byte for byte what one pass writes
@@ -90,8 +94,51 @@ def convert_chunk(source: str, span: chunks.Span, on_bytes: None, schema: str, t
     result = ConvertResult(source, "", schema, to)
     path = os.path.join(parts, f"{span[0]:020d}.jsonl")
     with open(path, "wb", buffering=1 << 20) as out:
-        _convert_rows(fast_rows(source, schema, None, span), to, out, result)
+        _convert_jsonl(source, schema, to, out, result, None, span)
     return result, path, chunks.lines_in(source, span)
+
+
+def _convert_jsonl(source: str | Path, schema: str, to: str, out: BinaryIO, result: ConvertResult,
+                   on_bytes: Callable[[int], None] | None, span: chunks.Span | None = None) -> None:
+    """A JSONL file (or a byte range of it) in blocks of lines: the plain rows of a block written
+    at once (:mod:`convert_blocks`), the others row by row (:func:`fast_rows`), in file order."""
+    if (schema, to) not in convert_blocks.SUPPORTED:
+        _convert_rows(fast_rows(source, schema, on_bytes, span), to, out, result)
+        return
+    extra_fields = sharegpt.extra_fields
+    lines_done = 0
+    for block in line_blocks.iter_blocks(source, on_bytes, span):
+        if block is line_blocks.TOO_LARGE:
+            lines_done += 1
+            raw = RawRow(result.rows, lines_done, error=limits.size_message(), code="row-too-large")
+            _convert_rows([read_unparsed(raw, schema)], to, out, result)
+            continue
+        lines = line_blocks.split_lines(block)
+        plain, converted, ends = convert_blocks.convert_block(lines, block)
+        view = memoryview(converted)
+        written = blanks = 0  # bytes of ``converted`` written so far; blank lines so far
+        first_row, last = result.rows, len(lines) - 1
+        for seen, i in enumerate(np.flatnonzero(~plain).tolist()):
+            if i > seen:  # the plain rows before this line (``seen`` lines before it are not plain)
+                out.write(view[written:ends[i - seen - 1]])
+                written = int(ends[i - seen - 1])
+            raw_line = lines[i] + b"\n" if i < last or block.endswith(b"\n") else lines[i]
+            if not raw_line.strip():
+                blanks += 1
+                continue
+            index, line = first_row + i - blanks, lines_done + i + 1
+            if len(lines[i]) > limits.MAX_ROW_BYTES:
+                raw = RawRow(index, line, error=limits.size_message(), code="row-too-large")
+            elif limits.too_deep(raw_line):
+                raw = RawRow(index, line, error=limits.depth_message(), code="nesting-too-deep")
+            else:
+                raw = RawRow(index, line, raw_line)
+            _convert_rows([_row(raw, schema, extra_fields)], to, out, result)
+        out.write(view[written:])
+        n_plain = len(ends)
+        result.rows += n_plain
+        result.written += n_plain
+        lines_done += len(lines) if block.endswith(b"\n") else len(lines) - 1
 
 
 def fast_rows(source: str | Path, schema: str | None, on_bytes: Callable[[int], None] | None,
@@ -100,11 +147,15 @@ def fast_rows(source: str | Path, schema: str | None, on_bytes: Callable[[int], 
     :func:`typed.plain_row`: the same conversations, fields and findings, less Python."""
     extra_fields = {"openai": openai.extra_fields, "sharegpt": sharegpt.extra_fields}.get(schema)
     for raw in iter_jsonl(source, on_bytes, span, parse=False):
-        if raw.error is None and (plain := typed.plain_row(raw.value, schema)) is not None:
-            value = orjson.loads(raw.value)  # the other top-level fields travel as they were
-            yield Row(raw.index, raw.line, plain.conversation(extra_fields(value)), [], value)
-        else:
-            yield read_unparsed(raw, schema)
+        yield _row(raw, schema, extra_fields)
+
+
+def _row(raw: RawRow, schema: str | None, extra_fields) -> Row:
+    """A row as :func:`read_rows` reads it, from a line already checked for size and depth."""
+    if raw.error is None and (plain := typed.plain_row(raw.value, schema)) is not None:
+        value = orjson.loads(raw.value)  # the other top-level fields travel as they were
+        return Row(raw.index, raw.line, plain.conversation(extra_fields(value)), [], value)
+    return read_unparsed(raw, schema)
 
 
 def _convert_rows(rows: Iterable[Row], to: str, out: BinaryIO, result: ConvertResult) -> None:

@@ -69,8 +69,9 @@ def validate_file(path: str | Path, schema: str | None = None, *, tokenizer: Any
     without a single row is an error (``no-rows``), not a clean result.
 
     A JSONL file checked without a model takes the fast path (:mod:`validate_chunks`: typed
-    decoding, every core); ``fast=False`` reads it row by row through the schema readers, the
-    reference the fast path is tested against. Both find the same, in the same words."""
+    decoding, clean rows checked a block of lines at a time, every free core); ``fast=False``
+    reads it row by row through the schema readers, the reference the fast path is tested
+    against. Both find the same, in the same words."""
     if schema is not None and schema not in NAMES:
         raise SchemaError(f"unknown schema {schema!r}; choose one of {', '.join(NAMES)}")
     detection = None if schema else detect_schema(path)

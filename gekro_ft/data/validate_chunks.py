@@ -1,5 +1,7 @@
 """The fast path of ``data validate`` for JSONL without a model: byte-range chunks of the file
-checked in worker processes (the checks are pure Python, one core each), merged in order.
+checked in worker processes (one core each), merged in order. Within a chunk the file is read
+in blocks of lines (:mod:`line_blocks`); a block's plainly clean rows are checked at once
+(:mod:`columnar`), its other rows one by one (:func:`check_row`), in file order.
 
 A chunk returns its findings and, per readable row, a duplicate key (:func:`typed.duplicate_key`,
 a str hash: the workers are started with one hash seed, so their keys agree). The merge offsets
@@ -17,11 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gekro_ft.data import chunks, typed
+import numpy as np
+
+from gekro_ft.data import chunks, columnar, limits, line_blocks, typed
 from gekro_ft.data.checks import check_conversation
 from gekro_ft.data.findings import Finding, has_errors
 from gekro_ft.data.rows import Row, read_unparsed
-from gekro_ft.data.source import iter_jsonl
+from gekro_ft.data.source import RawRow
 
 @dataclass
 class ChunkResult:
@@ -36,36 +40,76 @@ class ChunkResult:
 
 def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int], None] | None,
                 schema: str | None) -> ChunkResult:
-    """Every check but duplicates on the rows of ``span`` (None: the whole file)."""
+    """Every check but duplicates on the rows of ``span`` (None: the whole file), read in
+    blocks of lines: the plainly clean rows of a block are checked at once (:mod:`columnar`),
+    the others one by one (:func:`check_row`), in file order."""
     out = ChunkResult()
-    last_line = 0
-    for raw in iter_jsonl(path, on_bytes, span, parse=False):
-        out.rows += 1
-        last_line = raw.line
-        if raw.error is None and (plain := typed.plain_row(raw.value, schema)) is not None:
-            problems = typed.check_plain(plain, raw.value)
-            if not problems:  # most rows: nothing to say, no objects to build
-                out.usable += 1
-                out.keys.append(typed.duplicate_key(plain))
-                out.where.append(raw.index)
-                out.lines_of.append(raw.line)
+    lines_done = 0
+    for block in line_blocks.iter_blocks(path, on_bytes, span):
+        if block is line_blocks.TOO_LARGE:
+            lines_done += 1
+            check_row(RawRow(out.rows, lines_done, error=limits.size_message(),
+                             code="row-too-large"), schema, out)
+            out.rows += 1
+            continue
+        lines = line_blocks.split_lines(block)
+        if schema in columnar.SCHEMAS:
+            clean, keys = columnar.clean_rows(block, lines, schema)
+        else:
+            clean, keys = np.zeros(len(lines), bool), np.zeros(len(lines), np.int64)
+        has_key = clean.copy()
+        row_of = np.ones(len(lines), np.int64)  # 1 for a line that is a row, 0 for a blank one
+        last, blanks = len(lines) - 1, 0
+        for i in np.flatnonzero(~clean).tolist():
+            raw = lines[i] + b"\n" if i < last or block.endswith(b"\n") else lines[i]
+            if not raw.strip():
+                row_of[i] = 0
+                blanks += 1
                 continue
-            row = Row(raw.index, raw.line, plain.conversation(), [])
-        else:  # the schema reader says what is wrong, as on the row-by-row path
-            row = read_unparsed(raw, schema)
-            problems = check_conversation(row.conv) if row.readable else []
-        readable = row.readable  # as read: a row whose shape is wrong still counts for duplicates
-        for code, message in problems:
-            row.finding(code, message)
-        if readable:
-            out.keys.append(typed.duplicate_key(row.conv))
-            out.where.append(row.index)
-            out.lines_of.append(row.line)
-        if not has_errors(row.findings):
-            out.usable += 1
-        out.findings.extend(row.findings)
-    out.lines = last_line if span is None else chunks.lines_in(path, span)
+            index, line = out.rows + i - blanks, lines_done + i + 1
+            if len(lines[i]) > limits.MAX_ROW_BYTES:  # ended in the block it grew into
+                raw = RawRow(index, line, error=limits.size_message(), code="row-too-large")
+            else:
+                raw = RawRow(index, line, raw)
+            key = check_row(raw, schema, out)
+            if key is not None:
+                has_key[i], keys[i] = True, key
+        index = out.rows + np.cumsum(row_of) - 1
+        out.usable += int(clean.sum())
+        out.keys.frombytes(keys[has_key].tobytes())
+        out.where.frombytes(index[has_key].tobytes())
+        line_of = lines_done + 1 + np.flatnonzero(has_key)
+        out.lines_of.frombytes(line_of.astype(np.int64).tobytes())
+        out.rows += int(row_of.sum())
+        lines_done += len(lines) if block.endswith(b"\n") else len(lines) - 1  # its newlines
+    out.lines = lines_done
     return out
+
+
+def check_row(raw: RawRow, schema: str | None, out: ChunkResult) -> int | None:
+    """One row's checks, its findings and usable count into ``out``; its duplicate key when it
+    is readable (the caller places it among the block's)."""
+    key = None
+    if raw.error is None and limits.too_deep(raw.value):
+        raw = RawRow(raw.index, raw.line, error=limits.depth_message(), code="nesting-too-deep")
+    if raw.error is None and (plain := typed.plain_row(raw.value, schema)) is not None:
+        problems = typed.check_plain(plain, raw.value)
+        if not problems:  # nothing to say, no objects to build
+            out.usable += 1
+            return typed.duplicate_key(plain)
+        row = Row(raw.index, raw.line, plain.conversation(), [])
+    else:  # the schema reader says what is wrong, as on the row-by-row path
+        row = read_unparsed(raw, schema)
+        problems = check_conversation(row.conv) if row.readable else []
+    readable = row.readable  # as read: a row whose shape is wrong still counts for duplicates
+    for code, message in problems:
+        row.finding(code, message)
+    if readable:
+        key = typed.duplicate_key(row.conv)
+    if not has_errors(row.findings):
+        out.usable += 1
+    out.findings.extend(row.findings)
+    return key
 
 
 def check_file(path: str | Path, schema: str,
@@ -80,8 +124,6 @@ def check_file(path: str | Path, schema: str,
 
 def merge(parts: list[ChunkResult]) -> tuple[int, int, list[Finding]]:
     """The chunks' results as one pass over the file would have them."""
-    import numpy as np
-
     rows = usable = line_off = index_off = 0
     findings: list[Finding] = []
     keys, where, lines = [], [], []

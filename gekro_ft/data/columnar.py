@@ -1,0 +1,317 @@
+"""``data validate``'s checks on a block of JSONL lines at once, for the rows that are plainly
+clean; every other row is left to the row-by-row fast path (:func:`validate_chunks.check_row`),
+so the findings stay its findings.
+
+Per row, Python does little more than msgspec's decoding into the same structs as
+:func:`typed.plain_row` (``decode_lines``, a batch of lines a call). The rest is done per block:
+
+- **the bytes** (one ``translate`` to bit flags, a few numpy passes): a line is left to the row
+  path when it holds any byte outside printable ASCII (a control character, UTF-8 beyond
+  ASCII), a JSON escape that can make whitespace or a brace (``\\t \\n \\r \\f \\u``),
+  two spaces in a row, ``{{``, more brackets than the depth limit, or what msgspec would skip
+  unchecked (:func:`typed.unchecked_by_structs`). What is left decodes to texts whose only
+  whitespace is single spaces and that hold no placeholder. This is where exactness comes
+  from: Python's ``str.split()`` knows 29 whitespace characters (``\\x1c``, ``\\x85``,
+  ``\\u3000``, ...); none of them can be in such a text, so no other definition of
+  whitespace (Arrow's, a regex's) is ever relied on: a row that could hold one goes through
+  ``str.split`` itself.
+- **the texts** (numpy over the texts as one buffer): a text that is empty or starts or ends
+  with a space sends its row to the row path (``empty-content``, or a key that needs
+  normalizing). Every other text is already its own ``" ".join(text.split())``, so the
+  duplicate key is the hash of the texts joined as :func:`conversation.normalized_turns`
+  joins them: one ``str.join`` over the block's pieces, split per row.
+- **the shape**: each row's roles after the system turn as a number (two bits a turn); the
+  distinct numbers of a block (a handful) get :func:`typed._shape_problems`'s verdict; a row
+  with any problem goes to the row path.
+
+Tried and dropped (``benchmarks/README.md``): pyarrow for the texts and the keys (its first
+conversion of a Python object imports pandas: 45 MB and 0.7 s more per process, which the
+memory target could not carry), ``pyarrow.json`` for decoding (slower than msgspec here),
+regexes and ``bytes.find`` per pattern over the block (several times the numpy passes).
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from operator import attrgetter
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from gekro_ft.data import limits, typed
+
+# Each byte as bit flags, so that one translate and three numpy passes over a block find every
+# line to leave to the row path (numpy table lookups, or bytes.find per pattern, took three to
+# four times as long). Low three bits: what the byte is as the first of a pair (space, '{',
+# backslash); next three: as the second (space, '{', an escape letter that can make whitespace
+# or '{': t n r f u). A pair is to leave when first & (second >> 3) is not zero: two spaces,
+# '{{', or one of those escapes. 64: a byte that is never plain (a control byte or non-ASCII);
+# 128: a bracket, counted for the depth limit.
+_FLAGS = bytearray(256)
+_FLAGS[:32] = b"\x40" * 32
+_FLAGS[128:] = b"\x40" * 128
+_FLAGS[ord("\n")] = 0
+_FLAGS[ord(" ")], _FLAGS[ord("\\")], _FLAGS[ord("[")] = 1 | 8, 4, 128
+_FLAGS[ord("{")] = 2 | 16 | 128
+for _c in b"tnrfu":
+    _FLAGS[_c] = 32
+_FLAGS = bytes(_FLAGS)
+
+_ROLE_LETTER = {"user": "u", "assistant": "a", "system": "s"}
+_LETTER_ROLE = {v: k for k, v in _ROLE_LETTER.items()}
+_ROLE_NAMES = list(_ROLE_LETTER)  # a role's number is its place here
+
+
+class _Schema:
+    """Where a typed row keeps its turns, roles, texts and top-level system."""
+
+    def __init__(self, turns: str, role: str, text: str, roles: dict[str, str], system: bool,
+                 no_tools: Any):
+        self.turns, self.role, self.text = attrgetter(turns), attrgetter(role), attrgetter(text)
+        self.system = attrgetter("system") if system else None
+        self.no_tools = no_tools  # rows with tools: the row path says why (or reads them)
+        self.role_number = {raw: _ROLE_NAMES.index(role) for raw, role in roles.items()}
+
+
+_SCHEMAS = {
+    "sharegpt": _Schema("conversations", "from_", "value", typed._SHAREGPT_ROLE, True,
+                        lambda r: r.tools is None or r.tools == ""),
+    "openai": _Schema("messages", "role", "content", typed._OPENAI_ROLE, False,
+                      lambda r: r.tools is None and r.functions is None),
+}
+SCHEMAS = tuple(_SCHEMAS)
+_BATCH = 256  # lines per decode_lines call: a line that does not fit sends its batch line by line
+
+
+def plain_lines(block: bytes, lines: list[bytes]) -> np.ndarray:
+    """Per line of ``block`` (``lines``: its lines, newlines cut), whether its bytes are plain
+    (see the module's doc), it is not too deep (by its brackets) and not too large."""
+    flags = np.frombuffer(block.translate(_FLAGS), np.uint8)
+    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    ends = np.cumsum(lengths + 1)  # one past each line's newline
+    if b"\r" in block:  # a CRLF file's CR is JSON whitespace, not a control byte in a text
+        raw = np.frombuffer(block, np.uint8)
+        crs = np.flatnonzero(raw[:-1] == 13)
+        flags = flags.copy()
+        flags[crs[raw[crs + 1] == 10]] = 0
+    leave = np.flatnonzero((flags[:-1] & (flags[1:] >> 3)) | (flags[:-1] & 64))
+    if len(flags) and flags[-1] & 64:
+        leave = np.append(leave, len(flags) - 1)
+    plain = lengths <= limits.MAX_ROW_BYTES
+    plain[np.searchsorted(ends, leave, side="right")] = False
+    plain &= _brackets_per_line(flags >= 128, ends) <= limits.MAX_DEPTH
+    return plain & _checked_by_structs(block, lines)
+
+
+def within_limits(block: bytes, lines: list[bytes]) -> np.ndarray:
+    """Per line, whether it is neither too large nor possibly too deep (more brackets than the
+    depth limit): such a line is left to the row path, which says which."""
+    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    brackets = np.frombuffer(block.translate(_FLAGS), np.uint8) >= 128
+    return ((lengths <= limits.MAX_ROW_BYTES) & _checked_by_structs(block, lines)
+            & (_brackets_per_line(brackets, np.cumsum(lengths + 1)) <= limits.MAX_DEPTH))
+
+
+def _checked_by_structs(block: bytes, lines: list[bytes]) -> np.ndarray:
+    """Per line, not :func:`typed.unchecked_by_structs`, found for the whole block at once:
+    UTF-8 by one ``decode`` (an ASCII block needs none), numbers from the places of its digits
+    (a few passes of numpy; the translate and substring search the row path uses took 16 ms a
+    4 MiB block, this about a third)."""
+    ok = np.ones(len(lines), bool)
+    if not block.isascii():
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            ok = np.array([_utf8(line) for line in lines], bool)
+    raw = np.frombuffer(block, np.uint8)
+    digits = np.flatnonzero((raw - 48) < 10)  # uint8 wraps: only '0'..'9' are below 10
+    if len(digits) < 3:
+        return ok
+    # runs of digits: where each starts, and how long it is
+    breaks = np.flatnonzero(np.diff(digits) != 1) + 1
+    starts = digits[np.concatenate([[0], breaks])]
+    lengths = np.diff(np.concatenate([[0], breaks, [len(digits)]]))
+    mark = raw[np.maximum(starts - 1, 0)] | 32
+    sign = (mark == 43 | 32) | (mark == 45 | 32)  # '+' and '-' (| 32 leaves them as they are)
+    mark = np.where(sign, raw[np.maximum(starts - 2, 0)] | 32, mark)
+    big = ((lengths >= 3) & (mark == ord("e")) & (starts >= 1)) | (lengths >= 100)
+    if big.any():
+        ends = np.cumsum(np.fromiter(map(len, lines), np.int64, len(lines)) + 1)
+        ok[np.searchsorted(ends, starts[big], side="right")] = False
+    return ok
+
+
+def _brackets_per_line(is_bracket: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    return np.bincount(np.searchsorted(ends, np.flatnonzero(is_bracket), side="right"),
+                       minlength=len(ends))[:len(ends)]
+
+
+def _utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, keys) per line: whether the line is a row the row path would find nothing in,
+    and for those, its duplicate key (:func:`typed.duplicate_key`'s value)."""
+    spec = _SCHEMAS[schema]
+    plain = plain_lines(block, lines)
+    rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
+    fits = [spec.no_tools(r) for r in rows]  # with tools: the row path says why (or reads them)
+    rows = [r for r, f in zip(rows, fits) if f]
+    at = np.array(at, np.int64)[np.array(fits, bool)] if at else np.zeros(0, np.int64)
+    clean = np.zeros(len(lines), bool)
+    keys = np.zeros(len(lines), np.int64)
+    if rows:
+        ok, row_keys = _check_decoded(rows, spec)
+        clean[at[ok]] = True
+        keys[at] = row_keys
+    return clean, keys
+
+
+def decode(lines: list[bytes], every: list[int], decoder: msgspec.json.Decoder,
+           block: bytes | None = None) -> tuple[list[Any], list[int]]:
+    """The lines (of ``every``, places in ``lines``) that decode with ``decoder``, and their
+    places: a batch of lines at a
+    time (``decode_lines``), one at a time for a batch that holds a line that does not fit.
+
+    A batch decodes to as many values as it has lines only when each value is one whole line
+    (``decode_lines`` allows nothing but whitespace after a value on its line, and a value
+    that spanned lines, or a blank line, would leave fewer), so a line decoded in a batch is
+    decoded as it would be alone. ``block``: the lines' block, tried whole when every line is
+    to be decoded (no copy into batches)."""
+    if block is not None and len(every) == len(lines) > _BATCH:  # every line: the block as it is
+        try:
+            values = decoder.decode_lines(block)
+        except msgspec.DecodeError:
+            values = None
+        if values is not None and len(values) == len(lines):
+            return values, every
+    rows: list[Any] = []
+    at: list[int] = []
+    for b in range(0, len(every), _BATCH):
+        batch = every[b:b + _BATCH]
+        try:
+            values = decoder.decode_lines(b"\n".join([lines[i] for i in batch]))
+        except msgspec.DecodeError:
+            values = None
+        if values is not None and len(values) == len(batch):
+            rows += values
+            at += batch
+            continue
+        for i in batch:
+            try:
+                rows.append(decoder.decode(lines[i]))
+                at.append(i)
+            except msgspec.DecodeError:  # not the structs' shape (or blank): the row path says why
+                pass
+    return rows, at
+
+
+def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, key) per decoded row whose bytes are plain (so its texts are ASCII: a character
+    is a byte, and a string's length its length in bytes)."""
+    turns = list(map(spec.turns, rows))
+    counts = np.fromiter(map(len, turns), np.int64, len(turns))
+    offsets = np.zeros(len(rows) + 1, np.int64)  # each row's turns
+    np.cumsum(counts, out=offsets[1:])
+    texts = _Strings(list(map(spec.text, chain.from_iterable(turns))))
+    raw_roles = map(spec.role, chain.from_iterable(turns))
+    roles = np.fromiter(map(spec.role_number.__getitem__, raw_roles), np.int64, len(texts))
+    # ``row.system or None``: an empty system is none
+    systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system
+                       else [""] * len(rows))
+    # the readers' rule: with no top-level system, a system turn first is the system
+    first = offsets[:-1]
+    shift = (counts > 0) & (systems.lengths == 0)
+    shift[shift] = roles[first[shift]] == _SYSTEM
+    # a text empty or with a space at an edge: the row path (empty-content, or normalizing)
+    odd = np.concatenate([[0], np.cumsum((texts.lengths == 0) | texts.edge_space())])
+    ok = (odd[offsets[1:]] == odd[first]) & ~systems.edge_space()
+    # the shape: the roles after the system turn, as a number per row (base 4, a digit a turn)
+    kept = np.ones(len(roles), bool)
+    kept[first[shift]] = False
+    row_of_turn = np.repeat(np.arange(len(rows)), counts)
+    rank = np.arange(len(roles)) - first[row_of_turn] - shift[row_of_turn]
+    digits = np.where(kept & (rank < _MAX_SHAPE_TURNS), (roles + 1).astype(np.uint64), 0)
+    digits <<= (2 * np.clip(rank, 0, _MAX_SHAPE_TURNS - 1)).astype(np.uint64)
+    # the sums wrap around; their differences stay exact
+    sums = np.concatenate([[0], np.cumsum(digits, dtype=np.uint64)])
+    shapes = sums[offsets[1:]] - sums[first]
+    ok &= counts - shift <= _MAX_SHAPE_TURNS  # longer: the row path
+    distinct, which = np.unique(shapes, return_inverse=True)
+    bad_shape = np.array([bool(typed._shape_problems(_roles_of(int(s)))) for s in distinct], bool)
+    ok &= ~bad_shape[which.reshape(-1)]
+    return ok, _keys(texts, systems, roles, offsets, shift, kept)
+
+
+_SYSTEM = _ROLE_NAMES.index("system")
+_MAX_SHAPE_TURNS = 31  # 2 bits a turn in 64
+
+
+def _roles_of(shape: int) -> tuple[str, ...]:
+    roles = []
+    while shape:
+        roles.append(_ROLE_NAMES[(shape & 3) - 1])
+        shape >>= 2
+    return tuple(roles)
+
+
+class _Strings:
+    """ASCII strings as they are, and as one buffer with offsets, for numpy to read."""
+
+    def __init__(self, strings: list[str]):
+        self.strings = strings
+        self.data = "".join(strings).encode("ascii")
+        self.lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+        self.offsets = np.zeros(len(strings) + 1, np.int64)
+        np.cumsum(self.lengths, out=self.offsets[1:])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def edge_space(self) -> np.ndarray:
+        """Per string, whether it starts or ends with a space."""
+        if not self.data:
+            return np.zeros(len(self), bool)
+        raw = np.frombuffer(self.data, np.uint8)
+        some = self.lengths > 0
+        out = np.zeros(len(self), bool)
+        out[some] = (raw[self.offsets[:-1][some]] == 32) | (raw[self.offsets[1:][some] - 1] == 32)
+        return out
+
+
+_ROLE_PIECES = np.array([f"\x1f{role}\x1f" for role in _ROLE_NAMES], object)
+
+
+def _keys(texts: _Strings, systems: _Strings, roles: np.ndarray, offsets: np.ndarray,
+          shift: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """``hash(normalized_turns(system, turns))`` per row, its texts being normalized already:
+    each row's pieces (system, then ``\x1f role \x1f`` and the text per turn) placed in one
+    array, joined once with a newline after each row, split on the newlines (a plain row's
+    texts hold none), and hashed as the row path hashes them."""
+    n_rows = len(systems)
+    kept_per_row = np.diff(offsets) - shift
+    start = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(2 + 2 * kept_per_row, out=start[1:])
+    pieces = np.empty(int(start[-1]), object)
+    text_pieces = np.empty(len(texts), object)
+    text_pieces[:] = texts.strings
+    # the system piece: the top-level one, or the first turn's text when it was lifted out
+    system_pieces = np.empty(n_rows, object)
+    system_pieces[:] = systems.strings
+    system_pieces[shift] = text_pieces[offsets[:-1][shift]]
+    pieces[start[:-1]] = system_pieces
+    pieces[start[1:] - 1] = "\n"
+    turn_row = np.repeat(np.arange(n_rows), np.diff(offsets))[kept]
+    rank = np.flatnonzero(kept) - offsets[:-1][turn_row] - shift[turn_row]
+    at = start[:-1][turn_row] + 1 + 2 * rank
+    pieces[at] = _ROLE_PIECES[roles[kept]]
+    pieces[at + 1] = text_pieces[kept]
+    joined = "".join(pieces.tolist()).split("\n")
+    joined.pop()  # after the last row's newline
+    return np.fromiter(map(hash, joined), np.int64, n_rows)

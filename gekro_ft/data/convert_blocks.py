@@ -1,0 +1,137 @@
+"""``data convert`` from ShareGPT to OpenAI on a block of JSONL lines at once, for the rows that
+are plainly well formed; every other row is left to the row path (:func:`convert.fast_rows`),
+so the output bytes stay its bytes.
+
+A plain row (it decodes into :mod:`typed`'s structs, without tools) is written by the row path
+as ``orjson.dumps({"messages": [{"role": r, "content": t}, ...], **extra})``: no weights, names
+or tool calls can be in it, and nothing is dropped. orjson writes a dict as its pieces side by
+side, so the same bytes are put together here from pieces: each text dumped by orjson (one
+``map`` per block), the role pieces fixed, the row's other top-level fields (``extra``, read as
+raw JSON by msgspec, not as Python values) dumped by orjson as the row path dumps them. A row
+with a top-level ``messages`` of its own (``extra`` would overwrite the written one) goes to
+the row path.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from itertools import chain
+from operator import attrgetter
+
+import msgspec
+import numpy as np
+import orjson
+
+from gekro_ft.data import columnar, typed
+from gekro_ft.data.schemas import sharegpt
+
+SUPPORTED = (("sharegpt", "openai"),)  # (from, to)
+_RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_TOP_LEVEL = frozenset(sharegpt.TOP_LEVEL)
+_ROLE_PIECE = {raw: b'{"role":"%s","content":' % role.encode()
+               for raw, role in typed._SHAREGPT_ROLE.items()}
+_ROLE_QUOTE = {raw: piece + b'"' for raw, piece in _ROLE_PIECE.items()}
+
+
+def convert_block(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, np.ndarray]:
+    """(plain, out, ends): which lines were converted here, their output rows side by side
+    (each ending in a newline), and where each of those rows ends in ``out``."""
+    rows, at = columnar.decode(lines, np.flatnonzero(columnar.within_limits(block, lines)).tolist(),
+                               typed._DECODERS["sharegpt"], block)
+    keep = [i for i, r in zip(at, rows) if r.tools is None or r.tools == ""]
+    rows = [r for r in rows if r.tools is None or r.tools == ""]
+    raws, _ = columnar.decode(lines, keep, _RAW, block)  # each decodes: it did above
+    extras = [[(k, v) for k, v in raw.items() if k not in _TOP_LEVEL] for raw in raws]
+    fits = np.fromiter(("messages" not in raw for raw in raws), bool, len(raws))
+    if not fits.all():
+        rows = [r for r, f in zip(rows, fits) if f]
+        extras = [e for e, f in zip(extras, fits) if f]
+        keep = [i for i, f in zip(keep, fits) if f]
+    plain = np.zeros(len(lines), bool)
+    plain[keep] = True
+    if not rows:
+        return plain, b"", np.zeros(0, np.int64)
+    out, ends = _write(rows, extras)
+    return plain, out, ends
+
+
+def _write(rows: list[typed._ShareGPTRow],
+           extras: list[list[tuple[str, msgspec.Raw]]]) -> tuple[bytes, np.ndarray]:
+    """The rows' output, each row's pieces placed in one array and joined once:
+    ``{"messages":[`` + per message (``,``, role, text, ``}``) + ``]`` + per extra field
+    (``,"key":``, value) + ``}\n``. A top-level system is the first message; a system turn
+    first is written as the same message whether or not the reader lifted it out."""
+    turns = list(map(_TURNS, rows))
+    systems = [r.system for r in rows]
+    has_system = np.fromiter(map(bool, systems), bool, len(rows))
+    n_msgs = np.fromiter(map(len, turns), np.int64, len(rows)) + has_system
+    n_extra = np.fromiter(map(len, extras), np.int64, len(rows))
+    size = 3 + 4 * n_msgs + 2 * n_extra  # pieces per row
+    start = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(size, out=start[1:])
+    pieces = np.empty(int(start[-1]), object)
+    pieces[start[:-1]] = _ROW_START
+    close = start[:-1] + 1 + 4 * n_msgs
+    pieces[close] = b"]"
+    pieces[start[1:] - 1] = b"}\n"
+    # messages: the first of a row has no comma before it
+    msg_start = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(n_msgs, out=msg_start[1:])
+    msg_row = np.repeat(np.arange(len(rows)), n_msgs)
+    at = start[:-1][msg_row] + 1 + 4 * (np.arange(int(msg_start[-1])) - msg_start[:-1][msg_row])
+    pieces[at] = b","
+    pieces[at[msg_start[:-1][n_msgs > 0]]] = b""
+    system_msg = msg_start[:-1][has_system]
+    turn_msg = np.ones(int(msg_start[-1]), bool)
+    turn_msg[system_msg] = False
+    flat = list(chain.from_iterable(turns))
+    texts = list(map(_VALUE, flat))
+    n_texts = len(texts)
+    texts += (s for s in systems if s)
+    role_piece, dumped = _ROLE_PIECE, _string_contents(texts)
+    if dumped is None:  # some text needs escaping: each one dumped on its own
+        dumped = list(map(orjson.dumps, texts))
+        pieces[at + 3] = b"}"
+    else:  # the quotes are in the pieces around the text
+        role_piece = _ROLE_QUOTE
+        pieces[at + 3] = b'"}'
+    pieces[at[system_msg] + 1] = role_piece["system"]
+    pieces[at[system_msg] + 2] = dumped[n_texts:]
+    pieces[at[turn_msg] + 1] = list(map(role_piece.__getitem__, map(_FROM, flat)))
+    pieces[at[turn_msg] + 2] = dumped[:n_texts]
+    if n_extra.any():  # as the row path writes them: parsed by orjson, then dumped
+        extra_row = np.repeat(np.arange(len(rows)), n_extra)
+        extra_start = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(n_extra, out=extra_start[1:])
+        rank = np.arange(int(extra_start[-1])) - extra_start[:-1][extra_row]
+        at = close[extra_row] + 1 + 2 * rank
+        pairs = list(chain.from_iterable(extras))
+        pieces[at] = [_key_piece(k) for k, _ in pairs]
+        values = orjson.loads(b"[" + b",".join(v for _, v in pairs) + b"]")
+        pieces[at + 1] = list(map(orjson.dumps, values))
+    out = b"".join(pieces.tolist())
+    # orjson writes a newline inside a string as \n: the only newlines are the rows' own
+    return out, np.flatnonzero(np.frombuffer(out, np.uint8) == 10) + 1
+
+
+_ROW_START = b'{"messages":['
+_TURNS, _FROM, _VALUE = attrgetter("conversations"), attrgetter("from_"), attrgetter("value")
+
+
+def _string_contents(strings: list[str]) -> list[bytes] | None:
+    """What orjson writes between the quotes of each string, from one ``dumps`` of them all;
+    None when some string needed an escape. orjson escapes only ``"``, ``\\`` and control
+    characters, each into more than one byte, so when the dump is as long as the strings'
+    UTF-8 plus quotes, commas and brackets, nothing was escaped and ``","`` occurs only
+    between strings."""
+    dumped = orjson.dumps(strings)
+    joined = "".join(strings)
+    size = len(joined) if joined.isascii() else len(joined.encode("utf-8"))
+    if len(dumped) != size + 3 * len(strings) + 1:
+        return None
+    return dumped[2:-2].split(b'","') if strings else []
+
+
+@lru_cache(maxsize=1024)
+def _key_piece(key: str) -> bytes:
+    return b"," + orjson.dumps(key) + b":"
