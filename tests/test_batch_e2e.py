@@ -20,7 +20,7 @@ from serving import free_port, server_process
 
 pytestmark = pytest.mark.slow
 
-N = 6  # shipped eval tickets per job: few, their answers are about 45 tokens each
+N = 4  # shipped eval tickets per job: few, their answers are about 45 tokens each
 SUITE = REPO / "eval" / "ticket-extraction.yaml"
 TOO_LONG = "word " * 9000  # about 9,000 tokens: over SmolLM2's 8,192-token context
 

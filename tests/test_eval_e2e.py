@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow
 
 BASE = "smollm2-135m-instruct"
 KEY_ENV = "TEST_BASELINE_KEY"
+LIMIT = 10  # tickets per eval: each test generates them all again for its candidate
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def setting(tmp_path_factory, trained_adapter, monkeypatch_module):
     monkeypatch_module.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch_module.setenv(KEY_ENV, "baseline-key-not-secret")
     suite = yaml.safe_load((REPO / "eval" / "ticket-extraction.yaml").read_text())
-    suite.update(limit=16, data=str(REPO / "eval" / "ticket-extraction" / "openai.jsonl"))
+    suite.update(limit=LIMIT, data=str(REPO / "eval" / "ticket-extraction" / "openai.jsonl"))
     suite["metrics"][2]["schema"] = str(REPO / "eval" / "ticket-extraction" / "ticket.schema.json")
     suite["endpoint"].update(api_key_env=KEY_ENV, max_retries=0, timeout_s=900)  # a slow CPU is not a failure
     # The shipped gate (schema-valid >= 0.98) is for the full recipe; the session's adapter
@@ -66,7 +67,7 @@ def test_adapter_beats_base_passes_the_gate_and_is_promoted(cli, setting):
     cand, base = report["sides"]["candidate"]["aggregates"], report["sides"]["baseline"]["aggregates"]
     assert cand["field_f1"] > base["field_f1"] + 0.2 and cand["json_valid"] == 1.0
     assert report["gate"]["verdict"] == "pass" and all(c["held"] for c in report["gate"]["comparisons"])
-    assert report["sides"]["baseline"]["requests_sent"] == 16 and report["sides"]["baseline"]["errors"] == 0
+    assert report["sides"]["baseline"]["requests_sent"] == LIMIT and report["sides"]["baseline"]["errors"] == 0
     assert report["promotion"]["changed"] and report["promotion"]["version"] == "1"
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("tickets", "champion").version) == "1"
@@ -92,7 +93,7 @@ def test_rerun_replays_the_recording_without_a_request(cli, setting):
     assert result.exit_code == 0, result.output
     assert served_requests(s["url"]) == before
     assert report["sides"]["baseline"]["requests_sent"] == 0
-    assert report["sides"]["baseline"]["from_recording"] == 16
+    assert report["sides"]["baseline"]["from_recording"] == LIMIT
 
 
 def test_a_bad_candidate_fails_with_exit_1(cli, setting):
@@ -109,6 +110,6 @@ def test_an_unreachable_baseline_gives_exit_2(cli, setting):
     nowhere = f"http://127.0.0.1:{free_port()}/v1"
     result, report = run_eval(cli, s, s["adapter"], "unreachable", "--record-only", baseline=nowhere)
     assert result.exit_code == 2, result.output
-    assert report["gate"]["verdict"] == "undecided" and "16 of 16 requests failed" in report["gate"]["reason"]
-    assert report["sides"]["baseline"]["error_kinds"] == {"connection": 16}
+    assert report["gate"]["verdict"] == "undecided" and f"{LIMIT} of {LIMIT} requests failed" in report["gate"]["reason"]
+    assert report["sides"]["baseline"]["error_kinds"] == {"connection": LIMIT}
     assert "cannot connect to " + nowhere in report["examples"][0]["baseline"]["error"]

@@ -61,7 +61,7 @@ def mlflow_server(root: Path, port: int):
 def _train_cmd(out: Path) -> list[str]:
     cmd = [sys.executable, "-m", "gekro_ft.cli", "train", "smollm2-135m-cpu", "-o", str(out)]
     for o in ["train.max_steps=8", "train.batch_size=2", "train.save_steps=2", "train.logging_steps=1",
-              "train.eval_steps=100", f"data.train={DATASETS / 'ticket-extraction' / 'openai.jsonl'}",
+              "data.eval_frac=null", f"data.train={DATASETS / 'ticket-extraction' / 'openai.jsonl'}",
               "tracking.registered_model=tickets", "tracking.experiment=remote"]:
         cmd += ["--set", o]
     return cmd

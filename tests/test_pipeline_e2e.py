@@ -16,9 +16,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-SHORT = ["--set", "train.set=[train.max_steps=10, train.batch_size=4, train.save_steps=4, train.eval_steps=5,"
+SHORT = ["--set", "train.set=[train.max_steps=10, train.batch_size=4, train.save_steps=4, train.eval_steps=10,"
          " train.logging_steps=2]",
-         "--set", "eval.limit=12", "--set", "bench.concurrency=[1,4]", "--set", "bench.requests=4",
+         "--set", "eval.limit=8", "--set", "bench.concurrency=[1,4]", "--set", "bench.requests=4",
          "--set", "bench.max_tokens=24"]
 
 

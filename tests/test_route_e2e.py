@@ -32,6 +32,7 @@ SCHEMA = ROOT / "eval" / "ticket-extraction" / "ticket.schema.json"
 BASE = "smollm2-135m-instruct"
 N_TICKETS = 4
 MAX_TOKENS = 64
+CAL = 6  # examples in the calibration
 
 
 def _prompt(row: dict) -> list[dict]:
@@ -150,7 +151,7 @@ def _kill_mid_run(engine: str, tmp_path: Path, fake: subprocess.Popen, fake_port
                         "on_error": "open", "max_retries": 1, "backoff_s": 0.05, "timeout_s": 5},
            "rules": {"default": "frontier"}}  # everything goes to the frontier while it is up
     server, port = _router(tmp_path, doc, "kill")
-    total, kill_after = 300, 100
+    total, kill_after = 150, 50
     ask = {"model": "tickets", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
 
     async def load():
@@ -184,7 +185,7 @@ def _kill_mid_run(engine: str, tmp_path: Path, fake: subprocess.Popen, fake_port
 
 
 def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompute(engine, tmp_path, cli):
-    """The shipped ticket suite, limited to 8 examples (a copy with `limit: 8`), the adapter local,
+    """The shipped ticket suite, limited to CAL examples (a copy with `limit: CAL`), the adapter local,
     the base model standing in for the frontier, priced as gpt-4.1-mini."""
     from gekro_ft.eval.metrics import score, success_rate
     from gekro_ft.eval.recordings import request_key
@@ -193,10 +194,10 @@ def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompu
     from gekro_ft.route.profile import load_route_profile
 
     suite_doc = yaml.safe_load((ROOT / "eval" / "ticket-extraction.yaml").read_text())
-    suite_doc.update(data=str(TICKETS), limit=8)
+    suite_doc.update(data=str(TICKETS), limit=CAL)
     suite_doc["endpoint"].update(timeout_s=600, api_key_env=None)  # a shared CPU is slow, not failing
     suite_doc["metrics"][2]["schema"] = str(SCHEMA)
-    suite_file = tmp_path / "tickets8.yaml"
+    suite_file = tmp_path / "tickets-cal.yaml"
     suite_file.write_text(yaml.safe_dump(suite_doc))
     out = tmp_path / "route"
     result = cli("route", "calibrate", str(suite_file), "--local", engine, "--local-model", "tickets",
@@ -204,7 +205,7 @@ def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompu
                  "--local-usd-per-1m", "0.5", "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "route.json").read_text())
-    assert doc["schema_version"] == 1 and len(doc["per_example"]) == 8
+    assert doc["schema_version"] == 1 and len(doc["per_example"]) == CAL
     for name in ("route.md", "route.html", "quality_vs_cost.png", "escalation_rate.png", "route-profile.yaml"):
         assert (out / name).is_file(), name
 
@@ -235,10 +236,10 @@ def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompu
         t = -math.inf if p["threshold"] is None else p["threshold"]
         esc = {i for i, e in enumerate(ex) if (p["checks"] and e["failed_checks"])
                or (e["scores"][p["score"]] if e["scores"][p["score"]] is not None else -math.inf) < t}
-        rows = [frontier_rows[i] if i in esc else local_rows[i] for i in range(8)]
-        f1 = sum(r["field_f1"] for r in rows) / 8
+        rows = [frontier_rows[i] if i in esc else local_rows[i] for i in range(CAL)]
+        f1 = sum(r["field_f1"] for r in rows) / CAL
         usd = sum(e["local"]["output_tokens"] for e in ex) * per_1m / 1e6 + sum(ex[i]["frontier"]["usd"] for i in esc)
-        delivered = sum(ex[i]["frontier" if i in esc else "local"]["output_tokens"] for i in range(8))
+        delivered = sum(ex[i]["frontier" if i in esc else "local"]["output_tokens"] for i in range(CAL))
         assert p["escalated"] == len(esc)
         assert p["quality"]["field_f1"] == pytest.approx(f1)
         assert p["quality"]["success_rate"] == pytest.approx(success_rate(rows, "exact_match", 1.0))
