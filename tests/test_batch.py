@@ -405,15 +405,50 @@ def test_batch_error_is_in_the_error_table():
     assert exit_for(BatchError("x")) == (2, "Error (batch): x")
 
 
-def test_engine_vllm_without_vllm_names_the_extra(tmp_path):
+def _adapter_naming_its_base(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "smollm2-135m-instruct",
+                                                             "r": 8}))
+    return adapter
+
+
+def test_engine_vllm_without_a_vllm_environment_says_how_to_get_one(tmp_path, monkeypatch):
     from gekro_ft.errors import MissingDependencyError
     from gekro_ft.runtime import is_vllm_available
 
     if is_vllm_available():
         pytest.skip("vLLM is installed here")
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)  # no ./.venv-vllm
+    monkeypatch.delenv("GEKRO_FT_VLLM", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
     path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])
-    with pytest.raises(MissingDependencyError, match="--engine vllm needs vLLM"):
-        run_batch(BatchSettings(model=str(adapter), input=path, output=tmp_path / "o.jsonl", engine="vllm"))
+    with pytest.raises(MissingDependencyError, match="the vllm engine needs vLLM") as e:
+        run_batch(BatchSettings(model=str(_adapter_naming_its_base(tmp_path)), input=path,
+                                output=tmp_path / "o.jsonl", engine="vllm"))
+    assert "make vllm" in e.value.hint
+
+
+def test_a_vllm_worker_that_dies_loading_is_an_error_with_its_log(tmp_path, monkeypatch):
+    """A vLLM environment whose vLLM fails to load (here a stand-in package that raises, in a
+    real virtual environment): the job says so, with the worker's log, and writes no answer."""
+    env = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    site = next((env / "lib").glob("python*/site-packages"))
+    (site / "vllm").mkdir()
+    (site / "vllm" / "__init__.py").write_text(
+        "class LLM:\n    def __init__(self, **kwargs):\n"
+        "        print('loading', kwargs['model'])\n        raise RuntimeError('no device for this model')\n")
+    (site / "vllm" / "lora").mkdir()
+    (site / "vllm" / "lora" / "__init__.py").write_text("")
+    (site / "vllm" / "lora" / "request.py").write_text("class LoRARequest:\n    def __init__(self, *a):\n        pass\n")
+    (site / "vllm-0.0.1.dist-info").mkdir()
+    (site / "vllm-0.0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.0.1\n")
+    monkeypatch.setenv("GEKRO_FT_VLLM", str(env / "bin" / "python"))
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])
+    with pytest.raises(BatchError, match=r"vLLM's worker exited \(1\) while loading the model") as e:
+        run_batch(BatchSettings(model=str(_adapter_naming_its_base(tmp_path)), input=path,
+                                output=tmp_path / "o.jsonl", engine="vllm"))
+    assert "no device for this model" in str(e.value)
+    assert "loading " in str(e.value)  # what vLLM printed on stdout went to the log
+    assert not (tmp_path / "o.jsonl").exists() or (tmp_path / "o.jsonl").read_text() == ""

@@ -1,101 +1,163 @@
 """The offline engine: vLLM's ``LLM.generate`` with a ``LoRARequest``, no HTTP in between.
 
-vLLM schedules a whole chunk of prompts with continuous batching; the job hands it
-``chunk_rows`` at a time so each chunk's answers reach the output (and a stop loses at
-most one chunk). Prompts are the chat template's rendering of each row's messages, as the
-server would render them. A prompt too long for ``max_model_len`` is refused here, row by
-row, before vLLM sees the chunk (vLLM refuses a whole ``generate`` call for one such prompt).
+vLLM runs in its own environment (found as ``gekro-ft serve`` finds it: this environment
+when it has vLLM, else ``$GEKRO_FT_VLLM``, a ``vllm`` command on PATH, ``./.venv-vllm``), in a
+worker process, :mod:`gekro_ft.batch.vllm_worker`, which that environment's Python runs. The
+job hands the worker ``chunk_rows`` rows at a time; vLLM schedules a whole chunk with
+continuous batching, and each chunk's answers reach the output before the next is sent, so
+a stop loses at most one chunk. Prompts are the chat template's rendering of each row's
+messages, as the server would render them.
 
-Used when ``vllm`` is importable (``--engine vllm``, or ``auto``); it runs in the process that
-has vLLM, so in production the job runs in vLLM's environment. SIGINT/SIGTERM stop it
-between chunks (:class:`gekro_ft.process.StopOnSignal`); a second one stops it at once.
+SIGINT and SIGTERM stop the job after the chunk in flight (:class:`gekro_ft.process.StopOnSignal`);
+a second one stops it at once. The worker runs in its own session, so a terminal's Ctrl-C
+reaches only the job, which then closes the worker's input; a worker still there after the
+grace period is killed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gekro_ft.batch.inputs import BatchRow
 from gekro_ft.batch.records import Result, completion_body
+from gekro_ft.errors import BatchError
+
+WORKER = Path(__file__).with_name("vllm_worker.py")
+_LOG_TAIL = 3000
 
 
 class OfflineEngine:
     kind = "vllm-offline"
 
-    def __init__(self, base_model: str, adapter: Path | None, *, defaults: dict[str, Any],
-                 chunk_rows: int = 256, max_model_len: int | None = None, max_lora_rank: int | None = None):
-        self.base_model, self.adapter, self.defaults = base_model, adapter, defaults
+    def __init__(self, base_model: str, adapter: Path | None, *, defaults: dict[str, Any], log: Path,
+                 chunk_rows: int = 256, max_model_len: int | None = None, max_lora_rank: int | None = None,
+                 dtype: str = "auto", start_timeout_s: float = 900.0):
+        self.base_model, self.adapter, self.defaults, self.log = base_model, adapter, defaults, log
         self.chunk_rows, self.max_model_len, self.max_lora_rank = chunk_rows, max_model_len, max_lora_rank
+        self.dtype, self.start_timeout_s = dtype, start_timeout_s
         self.model = "batch" if adapter else base_model
+        self.program: Any = None
 
     def describe(self) -> dict[str, Any]:
         return {"engine": self.kind, "base_model": self.base_model,
-                "adapter": str(self.adapter) if self.adapter else None, "chunk_rows": self.chunk_rows}
+                "adapter": str(self.adapter) if self.adapter else None, "chunk_rows": self.chunk_rows,
+                "vllm": self.program.describe() if self.program else None}
 
     def run(self, rows: Iterator[BatchRow], on_result: Callable[[Result], None]) -> int | None:
         from gekro_ft.process import StopOnSignal
 
-        llm, lora = self._load()
-        tokenizer = llm.get_tokenizer()
-        limit = llm.llm_engine.model_config.max_model_len
-        with StopOnSignal() as stop:
+        with self._worker() as worker, StopOnSignal() as stop:
             while chunk := list(islice(rows, self.chunk_rows)):
-                for result in self._generate(llm, lora, tokenizer, limit, chunk):
+                for result in worker.generate(chunk, self.defaults):
                     on_result(result)
                 if stop.received is not None:
                     return stop.received
         return None
 
-    def _load(self) -> tuple[Any, Any]:
-        from vllm import LLM
-        from vllm.lora.request import LoRARequest
-
+    def config(self) -> dict[str, Any]:
+        """What the worker is started with: where vLLM loads the base and the adapter from."""
         from gekro_ft.models import resolve_model
 
-        kwargs: dict[str, Any] = {"model": resolve_model(self.base_model).source}
-        if self.max_model_len:
-            kwargs["max_model_len"] = self.max_model_len
+        config: dict[str, Any] = {"model": resolve_model(self.base_model).source, "adapter": None,
+                                  "lora_name": self.model, "max_model_len": self.max_model_len, "dtype": self.dtype}
         if self.adapter is not None:
             from gekro_ft.adapter import inspect_adapter
             from gekro_ft.serve.lora import lora_rank_for
 
-            kwargs.update(enable_lora=True, max_loras=1,
-                          max_lora_rank=self.max_lora_rank or lora_rank_for([inspect_adapter(self.adapter).max_rank]))
-        llm = LLM(**kwargs)
-        lora = LoRARequest(self.model, 1, str(self.adapter)) if self.adapter is not None else None
-        return llm, lora
+            config.update(adapter=str(self.adapter), max_lora_rank=self.max_lora_rank
+                          or lora_rank_for([inspect_adapter(self.adapter).max_rank]))
+        return config
 
-    def _generate(self, llm: Any, lora: Any, tokenizer: Any, limit: int, chunk: list[BatchRow]) -> list[Result]:
-        from vllm import SamplingParams
+    @contextlib.contextmanager
+    def _worker(self) -> Iterator[_Worker]:
+        import os
 
-        results: list[Result] = []
-        prompts, params, sent = [], [], []
-        for row in chunk:
-            body = {**self.defaults, **(row.body or {})}
-            text = tokenizer.apply_chat_template(body["messages"], tools=body.get("tools"), tokenize=False,
-                                                 add_generation_prompt=True)
-            n_prompt = len(tokenizer(text, add_special_tokens=False)["input_ids"])
-            max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
-            if n_prompt + max_tokens > limit:
-                results.append(Result(row, error=("context_length_exceeded",
-                                                  f"the prompt ({n_prompt} tokens) plus max_tokens ({max_tokens}) "
-                                                  f"is over the model's context of {limit} tokens")))
-                continue
-            stop = body.get("stop")
-            prompts.append(text)
-            params.append(SamplingParams(max_tokens=max_tokens, temperature=float(body.get("temperature", 0.0)),
-                                         top_p=float(body.get("top_p", 1.0)), seed=body.get("seed"),
-                                         stop=[stop] if isinstance(stop, str) else stop))
-            sent.append(row)
-        if prompts:
-            outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-            for row, out in zip(sent, outputs):
-                gen = out.outputs[0]
-                n_in, n_out = len(out.prompt_token_ids or []), len(gen.token_ids)
-                results.append(Result(row, text=gen.text, finish_reason=gen.finish_reason, input_tokens=n_in,
-                                      output_tokens=n_out,
-                                      body=completion_body(self.model, gen.text, gen.finish_reason, n_in, n_out)))
-        return results
+        from gekro_ft.process import stop_process
+        from gekro_ft.serve.vllm_program import cpu_env, find_vllm_python
+
+        self.program = find_vllm_python()
+        env = {**os.environ, **cpu_env(self.program, kvcache_gib=1, threads_bind="auto", environ=os.environ)}
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            # -I: the worker's directory (gekro_ft/batch) must not shadow vLLM's imports
+            proc = subprocess.Popen([self.program.path, "-I", str(WORKER), json.dumps(self.config())],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                                    start_new_session=True, text=True, encoding="utf-8")
+        worker = _Worker(proc, self.log, self.model)
+        try:
+            worker.wait_ready(self.start_timeout_s)
+            yield worker
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # end of input: the worker exits
+            stop_process(proc, grace=30.0)
+
+
+class _Worker:
+    """The job's side of the pipes to one running worker."""
+
+    def __init__(self, proc: subprocess.Popen, log: Path, model: str):
+        self.proc, self.log, self.model = proc, log, model
+        self.max_model_len: int | None = None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        import selectors
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+            while not sel.select(timeout=1.0):
+                if self.proc.poll() is not None:
+                    raise self._died("loading the model")
+                if time.monotonic() > deadline:
+                    raise BatchError(f"vLLM's worker did not load the model within {timeout_s:g} s; "
+                                     f"its log is {self.log}")
+        self.max_model_len = self._reply("loading the model")["max_model_len"]
+
+    def generate(self, chunk: list[BatchRow], defaults: dict[str, Any]) -> list[Result]:
+        requests = []
+        for n, row in enumerate(chunk):
+            body = {**defaults, **(row.body or {})}
+            requests.append({"key": n, "messages": body["messages"], "tools": body.get("tools"),
+                             "max_tokens": int(body.get("max_completion_tokens") or body.get("max_tokens") or 256),
+                             "temperature": body.get("temperature"), "top_p": body.get("top_p"),
+                             "seed": body.get("seed"), "stop": body.get("stop")})
+        self._send({"rows": requests})
+        replies = self._reply(f"answering {len(chunk)} rows")["results"]
+        return [self._result(row, reply) for row, reply in zip(chunk, replies)]
+
+    def _result(self, row: BatchRow, reply: dict[str, Any]) -> Result:
+        if "error" in reply:
+            return Result(row, error=tuple(reply["error"]))
+        n_in, n_out = reply["input_tokens"], reply["output_tokens"]
+        return Result(row, text=reply["text"], finish_reason=reply["finish_reason"], input_tokens=n_in,
+                      output_tokens=n_out,
+                      body=completion_body(self.model, reply["text"], reply["finish_reason"], n_in, n_out))
+
+    def _send(self, message: dict[str, Any]) -> None:
+        stdin: IO[str] = self.proc.stdin  # type: ignore[assignment]
+        try:
+            stdin.write(json.dumps(message) + "\n")
+            stdin.flush()
+        except BrokenPipeError:
+            raise self._died("taking rows") from None
+
+    def _reply(self, doing: str) -> dict[str, Any]:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise self._died(doing)
+        return json.loads(line)
+
+    def _died(self, doing: str) -> BatchError:
+        code = self.proc.wait()
+        tail = self.log.read_text(errors="replace")[-_LOG_TAIL:] if self.log.exists() else ""
+        return BatchError(f"vLLM's worker exited ({code}) while {doing}; its log is {self.log}:\n{tail}")
+

@@ -2,9 +2,9 @@
 send every row not answered yet, file each answer or error as it comes, then read the whole
 output back for the job's figures and checks, write the report and log it to MLflow.
 
-MODEL is an adapter directory or ``models:/NAME@ALIAS`` (run on vLLM's offline engine when
-vLLM is importable, else served on the CPU engine for the job), or, with ``url``, a model
-on a running OpenAI-compatible endpoint.
+MODEL is an adapter directory or ``models:/NAME@ALIAS`` (run on vLLM's offline engine in
+vLLM's environment when asked, or when a GPU build of vLLM is found; else served on the CPU
+engine for the job), or, with ``url``, a model on a running OpenAI-compatible endpoint.
 """
 
 from __future__ import annotations
@@ -64,16 +64,9 @@ class BatchSettings:
         if not self.url and not self.model:
             raise BatchError("give MODEL (an adapter directory or models:/NAME@ALIAS) or --url and --model")
         if self.url and self.engine == "vllm":
-            raise BatchError("--engine vllm runs the adapter in this process; it takes MODEL, not --url")
+            raise BatchError("--engine vllm runs the adapter in vLLM's offline engine; it takes MODEL, not --url")
         if not self.input.exists():
             raise BatchError(f"{self.input}: no such file")
-        from gekro_ft.runtime import is_vllm_available
-
-        if self.engine == "vllm" and not is_vllm_available():
-            from gekro_ft.errors import MissingDependencyError
-
-            raise MissingDependencyError("--engine vllm needs vLLM in this environment",
-                                         hint="pip install 'gekro-ft[vllm]', or run in vLLM's environment")
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -167,22 +160,34 @@ def _engine(s: BatchSettings) -> Iterator[Any]:
                              concurrency=s.concurrency, max_retries=s.max_retries)
         return
     from gekro_ft.batch.server import SERVED_NAME, adapter_dir, cpu_engine
-    from gekro_ft.runtime import is_vllm_available
 
     adapter = adapter_dir(s.model)
-    if s.engine == "vllm" or (s.engine == "auto" and is_vllm_available()):
+    if s.engine == "vllm" or (s.engine == "auto" and _gpu_vllm_found()):
         from gekro_ft.adapter import adapter_base
         from gekro_ft.batch.offline import OfflineEngine
 
         base = adapter_base(adapter)
         if not base:
             raise BatchError(f"{adapter} does not name its base model (adapter_config.json, gekro_ft.json)")
-        yield OfflineEngine(base, adapter, defaults=s.defaults)
+        yield OfflineEngine(base, adapter, defaults=s.defaults, log=s.reports() / "vllm.log",
+                            start_timeout_s=s.start_timeout_s)
         return
     with cpu_engine(adapter, log=s.reports() / "server.log", max_batch_size=s.concurrency,
                     start_timeout_s=s.start_timeout_s) as url:
         yield EndpointEngine(url, SERVED_NAME, api_key=None, defaults=s.defaults, concurrency=s.concurrency,
                              max_retries=s.max_retries)
+
+
+def _gpu_vllm_found() -> bool:
+    """``--engine auto`` takes vLLM's offline engine when a vLLM built for a GPU is found; its
+    CPU build serves fewer tokens/s than the CPU engine on a CPU (benchmarks/README.md)."""
+    from gekro_ft.errors import MissingDependencyError
+    from gekro_ft.serve.vllm_program import find_vllm_python
+
+    try:
+        return not find_vllm_python().cpu
+    except MissingDependencyError:
+        return False
 
 
 def _api_key(s: BatchSettings) -> str | None:

