@@ -163,6 +163,24 @@ def test_an_upstream_error_after_retries_is_filed_and_the_rerun_asks_it_again(fa
     assert list(read_lines(tmp_path / "out.errors.jsonl")) == []  # the errors file is the latest run's
 
 
+def test_a_failed_request_is_asked_again_and_answered(fake, tmp_path):
+    # every 2nd request the server gets fails with 503: each such row's one retry is answered
+    fake.configure(fail_every=2, fail_status=503)
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": f"p{i}", "id": f"k{i}"} for i in range(3)])
+    doc = run_batch(settings(fake, tmp_path, path, max_retries=1, concurrency=1))
+    assert (doc["this_run"]["answered"], doc["this_run"]["failed"]) == (3, 0)
+    assert fake.stats()["count"] == 5  # k0; k1 failed then answered; k2 failed then answered
+
+
+def test_a_client_error_is_not_retried_and_names_its_code(fake, tmp_path):
+    fake.configure(fail_every=1, fail_status=400)
+    path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p", "id": "k0"}])
+    doc = run_batch(settings(fake, tmp_path, path, max_retries=3))
+    assert doc["this_run"]["failed"] == 1 and fake.stats()["count"] == 1
+    (error,) = read_lines(tmp_path / "out.errors.jsonl")
+    assert error["response"]["status_code"] == 400 and error["error"]["code"]
+
+
 def test_suite_checks_share_of_json_answers(fake, tmp_path):
     fake.configure()  # " hello hello ..." is not JSON
     path = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p"}])

@@ -3,6 +3,8 @@ in vLLM's own environment (``make vllm``'s ``.venv-vllm`` here, through the batc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import REPO, oa, write_jsonl
@@ -23,7 +25,8 @@ def vllm_python():
 
 def test_offline_engine_answers_tickets_as_openai_batch_output_and_refuses_a_row_too_long(
         vllm_python, trained_adapter, tmp_path, monkeypatch):
-    from openai.types import BatchRequestOutput
+    from openai.types import BatchError
+    from openai.types.chat import ChatCompletion
 
     from gekro_ft.batch.job import read_lines
     from gekro_ft.batch.run import BatchSettings, run_batch
@@ -42,14 +45,28 @@ def test_offline_engine_answers_tickets_as_openai_batch_output_and_refuses_a_row
 
     assert doc["engine"]["engine"] == "vllm-offline" and doc["engine"]["vllm"]
     assert (doc["this_run"]["answered"], doc["this_run"]["failed"]) == (3, 1)
-    answers = [BatchRequestOutput.model_validate(r) for r in read_lines(out)]
-    assert sorted(a.custom_id for a in answers) == ["t0", "t1", "t2"]
+    answers = list(read_lines(out))  # OpenAI's batch output lines, the body a chat completion
+    assert sorted(a["custom_id"] for a in answers) == ["t0", "t1", "t2"]
     for a in answers:
-        body = a.response.body
-        assert body["choices"][0]["message"]["content"].strip().startswith("{")  # the adapter's JSON
-        assert body["usage"]["completion_tokens"] > 0 and body["model"] == "batch"
+        assert a["response"]["status_code"] == 200 and a["error"] is None
+        body = ChatCompletion.model_validate(a["response"]["body"])
+        assert body.choices[0].message.content.strip().startswith("{")  # the adapter's JSON
+        assert body.usage.completion_tokens > 0 and body.model == "batch"
     errors = list(read_lines(tmp_path / "out.errors.jsonl"))
-    assert [(e["custom_id"], e["error"]["line"], e["error"]["code"]) for e in errors] == \
+    assert [(e["custom_id"], BatchError.model_validate(e["error"]).line, e["error"]["code"]) for e in errors] == \
         [("long", 4, "context_length_exceeded")]
     # the worker's vLLM logs went to the job's log, not into the replies
     assert "vllm" in (tmp_path / "out.report" / "vllm.log").read_text().lower()
+    assert not _processes_running("vllm_worker.py")  # the worker and what it forked are gone
+
+
+def _processes_running(word: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if word in cmdline:
+            found.append(cmdline)
+    return found

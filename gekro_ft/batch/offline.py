@@ -78,6 +78,7 @@ class OfflineEngine:
     @contextlib.contextmanager
     def _worker(self) -> Iterator[_Worker]:
         import os
+        import signal
 
         from gekro_ft.process import stop_process
         from gekro_ft.serve.vllm_program import cpu_env, find_vllm_python
@@ -98,6 +99,8 @@ class OfflineEngine:
             with contextlib.suppress(OSError):
                 proc.stdin.close()  # end of input: the worker exits
             stop_process(proc, grace=30.0)
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # its session: vLLM's engine process
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class _Worker:
