@@ -36,6 +36,7 @@ KEY_ENV = "TEST_VLLM_KEY"
 TICKETS = 8  # eval tickets answered by both engines
 AGREE_AT_LEAST = 6  # of TICKETS: the same parsed JSON from vLLM and the CPU engine
 MAX_TOKENS = 64  # a ticket's JSON answer is 35-50 tokens
+BUSY_TOKENS = 128  # the /metrics test's request: long enough to be seen running between polls
 FIELDS = {"customer", "order_id", "product", "category", "urgency"}
 
 
@@ -236,8 +237,11 @@ def test_metrics_show_running_requests_kv_cache_and_tokens(vllm):
     result: dict = {}
 
     def generate():
-        result["reply"] = client(vllm).chat.completions.create(model="tickets", messages=messages, temperature=0,
-                                                               max_tokens=MAX_TOKENS)
+        # a fixed length (vLLM's ignore_eos + min_tokens): a fast machine finishing a short answer
+        # between two polls made this flaky in CI
+        result["reply"] = client(vllm).chat.completions.create(
+            model="tickets", messages=messages, temperature=0, max_tokens=BUSY_TOKENS,
+            extra_body={"ignore_eos": True, "min_tokens": BUSY_TOKENS})
 
     worker = threading.Thread(target=generate)
     worker.start()
@@ -246,8 +250,9 @@ def test_metrics_show_running_requests_kv_cache_and_tokens(vllm):
         now = _metrics(vllm)
         if now["vllm:num_requests_running"] >= 1:
             busy.append(now)
-        time.sleep(0.2)
+        time.sleep(0.05)
     worker.join()
+    assert result["reply"].usage.completion_tokens == BUSY_TOKENS
     assert busy, "never saw the request running in /metrics"
     assert max(m["vllm:kv_cache_usage_perc"] for m in busy) > 0  # its tokens held KV-cache blocks
     deadline = time.monotonic() + 30
