@@ -206,3 +206,27 @@ def assert_converts_as_the_reference(path, schema, tmp_path):
         assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
         assert fast.to_dict() | {"target": ""} == reference.to_dict() | {"target": ""}
         assert fast.written > 100 and fast.refused
+
+
+@pytest.mark.parametrize("schema", ["openai", "sharegpt"])
+def test_lines_holding_two_rows_or_half_a_row_are_invalid_json_as_row_by_row(tmp_path, schema):
+    """msgspec's ``decode_lines`` reads whitespace-separated values, not lines: two rows on one
+    line beside a blank line, or one row split over two lines that each end in half of another,
+    once decoded to as many values as lines and were taken as clean rows."""
+    def row(i):
+        return json.dumps(as_sharegpt(GOOD) if schema == "sharegpt" else GOOD)[:-1] + f', "id": {i}}}'
+
+    whole, split = row(3), row(5)
+    cut = split.index(", ") + 1
+    lines = [row(0), row(1) + " " + row(2), "", "   ", whole[:-1] + "}" + row(4), "",
+             split[:cut], split[cut:] + " " + row(6)] + [row(i) for i in range(7, 300)]
+    path = tmp_path / "values.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    reference = validate_file(path, schema, fast=False)
+    assert reference.by_code()["invalid-json"] == 4
+    assert findings(validate_file(path, schema)) == findings(reference)
+    for to in ("openai", "sharegpt"):
+        expected = convert_file(path, tmp_path / "reference.jsonl", to, schema, fast=False)
+        got = convert_file(path, tmp_path / "fast.jsonl", to, schema)
+        assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+        assert got.refused == expected.refused == 4

@@ -176,25 +176,29 @@ def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarra
 def decode(lines: list[bytes], every: list[int], decoder: msgspec.json.Decoder,
            block: bytes | None = None) -> tuple[list[Any], list[int]]:
     """The lines (of ``every``, places in ``lines``) that decode with ``decoder``, and their
-    places: a batch of lines at a
-    time (``decode_lines``), one at a time for a batch that holds a line that does not fit.
+    places: a batch of lines at a time (``decode_lines``), one at a time for a line that is not
+    plainly one object and for a batch that holds a line that does not fit.
 
-    A batch decodes to as many values as it has lines only when each value is one whole line
-    (``decode_lines`` allows nothing but whitespace after a value on its line, and a value
-    that spanned lines, or a blank line, would leave fewer), so a line decoded in a batch is
-    decoded as it would be alone. ``block``: the lines' block, tried whole when every line is
-    to be decoded (no copy into batches)."""
-    if block is not None and len(every) == len(lines) > _BATCH:  # every line: the block as it is
+    ``decode_lines`` reads whitespace-separated values, not lines: ``{..} {..}`` on one line
+    is two values, a blank line none. So only lines that start with ``{`` and end with ``}``
+    (a CR after it allowed) are batched: a value cannot run from one such line into the next
+    (inside a value ``}`` is never followed by ``{``, and a string cannot hold a raw newline),
+    so each holds at least one value, and a batch that gives as many values as it has lines
+    gives one per line, decoded as it would be alone. ``block``: the lines' block, tried whole
+    when every line is to be decoded and is such a line (no copy into batches)."""
+    if block is not None and len(every) == len(lines) > _BATCH and one_object_per_line(block):
         try:
             values = decoder.decode_lines(block)
         except msgspec.DecodeError:
             values = None
         if values is not None and len(values) == len(lines):
             return values, every
+    batchable = [i for i in every if _braced(lines[i])]
+    alone = set(every).difference(batchable) if len(batchable) < len(every) else ()
     rows: list[Any] = []
     at: list[int] = []
-    for b in range(0, len(every), _BATCH):
-        batch = every[b:b + _BATCH]
+    for b in range(0, len(batchable), _BATCH):
+        batch = batchable[b:b + _BATCH]
         try:
             values = decoder.decode_lines(b"\n".join([lines[i] for i in batch]))
         except msgspec.DecodeError:
@@ -203,13 +207,43 @@ def decode(lines: list[bytes], every: list[int], decoder: msgspec.json.Decoder,
             rows += values
             at += batch
             continue
-        for i in batch:
-            try:
-                rows.append(decoder.decode(lines[i]))
-                at.append(i)
-            except msgspec.DecodeError:  # not the structs' shape (or blank): the row path says why
-                pass
+        _one_by_one(lines, batch, decoder, rows, at)
+    if alone:
+        _one_by_one(lines, sorted(alone), decoder, rows, at)
+        order = sorted(range(len(at)), key=at.__getitem__)
+        rows, at = [rows[k] for k in order], [at[k] for k in order]
     return rows, at
+
+
+def _one_by_one(lines: list[bytes], which: list[int], decoder: msgspec.json.Decoder,
+                rows: list[Any], at: list[int]) -> None:
+    for i in which:
+        try:
+            rows.append(decoder.decode(lines[i]))
+            at.append(i)
+        except msgspec.DecodeError:  # not the structs' shape (or blank): the row path says why
+            pass
+
+
+def _braced(line: bytes) -> bool:
+    return line[:1] == b"{" and (line[-1:] == b"}" or line[-2:] == b"}\r")
+
+
+def one_object_per_line(block: bytes) -> bool:
+    """Whether every line of ``block`` starts with ``{`` and ends with ``}`` (or ``}`` and a
+    CR): then ``decode_lines`` reads one value per line or fails (see :func:`decode`)."""
+    raw = np.frombuffer(block, np.uint8)
+    if not len(raw):
+        return False
+    newlines = np.flatnonzero(raw == 10)
+    last = newlines - 1
+    if raw[-1] != 10:  # the file's last line, without a newline
+        last = np.append(last, len(raw) - 1)
+    first = np.concatenate([[0], newlines[:-1] + 1]) if raw[-1] == 10 else np.concatenate([[0], newlines + 1])
+    if (last < first).any():  # a blank line
+        return False
+    last = last - ((raw[last] == 13) & (last > first))
+    return bool((raw[first] == 123).all() and (raw[last] == 125).all())
 
 
 def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarray]:
