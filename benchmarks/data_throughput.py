@@ -176,7 +176,16 @@ def lever_blocks(src: str, out: str, cache: str) -> int:
 
 
 def lever_columnar(src: str, out: str, cache: str) -> int:
-    """Plainly clean rows checked per block (numpy over the bytes, pyarrow over texts), one core."""
+    """Plainly clean rows checked per block (numpy over the bytes and the texts), one core."""
+    from gekro_ft.data import uniform, validate_chunks
+
+    uniform.decode = lambda block, schema, **kw: None  # every block as if its rows' keys differed
+    return _one_core(validate_chunks, src)
+
+
+def lever_uniform(src: str, out: str, cache: str) -> int:
+    """A block whose rows share their keys decoded in one call into a struct made for them
+    (other fields kept raw, checked by orjson once a block), its texts checked as decoded, one core."""
     from gekro_ft.data import validate_chunks
 
     return _one_core(validate_chunks, src)
@@ -216,6 +225,16 @@ def lever_convert_typed(src: str, out: str, cache: str) -> int:
 
 def lever_convert_blocks(src: str, out: str, cache: str) -> int:
     """convert with plain rows written per block of lines (pieces joined once), one process."""
+    from gekro_ft.data import chunks, uniform
+
+    chunks.spans_for = lambda path: None
+    uniform.decode = lambda block, schema, **kw: None
+    return ours_convert(src, out, cache)
+
+
+def lever_convert_uniform(src: str, out: str, cache: str) -> int:
+    """convert with a block whose rows share their keys decoded in one call and encoded by
+    msgspec a line per row, one process."""
     from gekro_ft.data import chunks
 
     chunks.spans_for = lambda path: None
@@ -283,6 +302,8 @@ LEVERS = (
         lever_blocks, writes=False),
     Job("lever-columnar", "validate: + clean rows checked per block", ("gekro_ft.data.validate",),
         lever_columnar, writes=False),
+    Job("lever-uniform", "validate: + blocks of rows with the same keys", ("gekro_ft.data.validate",),
+        lever_uniform, writes=False),
     Job("lever-cores", "validate: + every core (chunks)", ("gekro_ft.data.validate",), lever_cores,
         writes=False),
     Job("lever-convert-reference", "convert: row by row (before)", ("gekro_ft.data.convert",),
@@ -291,6 +312,8 @@ LEVERS = (
         lever_convert_typed),
     Job("lever-convert-blocks", "convert: + plain rows written per block", ("gekro_ft.data.convert",),
         lever_convert_blocks),
+    Job("lever-convert-uniform", "convert: + blocks of rows with the same keys", ("gekro_ft.data.convert",),
+        lever_convert_uniform),
     Job("lever-convert-cores", "convert: + every core (chunks)", ("gekro_ft.data.convert",),
         lever_convert_cores),
 )

@@ -230,3 +230,80 @@ def test_lines_holding_two_rows_or_half_a_row_are_invalid_json_as_row_by_row(tmp
         got = convert_file(path, tmp_path / "fast.jsonl", to, schema)
         assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
         assert got.refused == expected.refused == 4
+
+
+def same_keys_file(path, schema: str, hostile: bool):
+    """Rows that all carry the same top-level keys, so that whole blocks decode at once
+    (:mod:`uniform`): texts that need normalizing (escaped, non-ASCII, every kind of space),
+    placeholders, raw fields written as orjson would and not (spaces, ``1.5e3``, escapes),
+    a key given twice, the keys in another order, tools, systems, CRLF. ``hostile``: also raw
+    fields that only orjson refuses (a number too large, invalid UTF-8) or that nest too deep."""
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    texts = ["hello world", " hello world", "hello  world", "", " ", "{{name}}", "a {{ b }} c",
+             "x\u007b{y}}", "line\nbreak", "tab\tin", "caf\u00e9", "\u00e9t\u00e9 ok"]
+    texts += [f"hello{s}world" for s in spaces]
+    tag = {"system": "system", "user": "human", "assistant": "gpt"}
+
+    def row(text, meta, system=None, **top):
+        turns = ([("system", system)] if system is not None else []) + [("user", text), ("assistant", "fine")]
+        if schema == "openai":
+            body = {"messages": [{"role": r, "content": c} for r, c in turns]}
+        else:
+            body = {"conversations": [{"from": tag[r], "value": c} for r, c in turns]}
+        return {**body, "id": len(lines), "meta": meta, **top}
+
+    metas = [1, "m", None, {"f": 1.5e3, "u": "\u00e9\u2028", "e": "a\"b\\c/d", "big": 12345678901234567890,
+                            "t": [True, {"k": -0.0}]}, [[[[1]]]]]
+    lines: list[str] = []
+    for i, text in enumerate(texts):
+        meta = metas[i % len(metas)]
+        lines.append(json.dumps(row(text, meta), separators=(",", ":"), ensure_ascii=False))
+        lines.append(json.dumps(row("hi", meta, system=text), ensure_ascii=i % 2 == 0))
+        lines.append(json.dumps(row("hello world", meta)))  # a duplicate of the first
+    top = {"system": "top"} if schema == "sharegpt" else {}
+    lines += [json.dumps(row("hello world", 2, tools="")), json.dumps(row("hello world", 3, tools=[{"type": "function"}])),
+              json.dumps({**row("hi", 4, system="turn"), **top}), json.dumps(row("hello world", 5)) + "\r",
+              json.dumps(row("dup", 6))[:-1] + ', "id": "two"}',
+              json.dumps(dict(reversed(row("order", 7).items()))), json.dumps(row("hello world", 8))]
+    if hostile:
+        nested: list = [1]
+        for _ in range(30):
+            nested = [nested]
+        base = json.dumps(row("big", 0))[:-1]
+        lines += [base.replace('"meta": 0', '"meta": 1e400') + "}", base.replace('"meta": 0', '"meta": 1' + "0" * 320) + "}",
+                  json.dumps(row("deep", nested)), base.replace('"meta": 0', '"meta": "\udcff"') + "}"]
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+    return path
+
+
+@pytest.mark.parametrize("hostile", [False, True])
+@pytest.mark.parametrize("schema", ["openai", "sharegpt"])
+def test_blocks_of_rows_with_the_same_keys_find_and_write_what_the_reference_does(tmp_path, monkeypatch, schema,
+                                                                                  hostile):
+    from gekro_ft.data import line_blocks, uniform
+
+    path = same_keys_file(tmp_path / "same.jsonl", schema, hostile)
+    decoded = []
+    real = uniform.decode
+
+    def spy(block, schema, **kw):
+        out = real(block, schema, **kw)
+        decoded.append(out is not None)
+        return out
+
+    monkeypatch.setattr(uniform, "decode", spy)
+    monkeypatch.setattr(limits, "MAX_DEPTH", 20)
+    whole_file = line_blocks.BLOCK_BYTES  # one block: with a hostile row in it, none takes the path
+    for block_bytes in (600, 2000, whole_file):
+        monkeypatch.setattr(line_blocks, "BLOCK_BYTES", block_bytes)
+        decoded.clear()
+        reference = validate_file(path, schema, fast=False)
+        assert findings(validate_file(path, schema)) == findings(reference)
+        assert any(decoded) != (hostile and block_bytes == whole_file), decoded
+        if hostile:
+            assert {"invalid-json", "nesting-too-deep"} <= set(reference.by_code())
+        for to in ("openai", "sharegpt"):
+            expected = convert_file(path, tmp_path / "reference.jsonl", to, schema, fast=False)
+            got = convert_file(path, tmp_path / "fast.jsonl", to, schema)
+            assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+            assert got.to_dict() | {"target": ""} == expected.to_dict() | {"target": ""}

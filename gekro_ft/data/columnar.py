@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from gekro_ft.data import limits, typed
+from gekro_ft.data import limits, line_blocks, typed, uniform
 
 # Each byte as bit flags, so that one translate and three numpy passes over a block find every
 # line to leave to the row path (numpy table lookups, or bytes.find per pattern, took three to
@@ -57,6 +57,13 @@ _FLAGS[ord("{")] = 2 | 16 | 128
 for _c in b"tnrfu":
     _FLAGS[_c] = 32
 _FLAGS = bytes(_FLAGS)
+
+# In decoded text: a space (1) or '{' (2) twice in a row, or any control character (4).
+_TEXT_FLAGS = bytearray(256)
+_TEXT_FLAGS[:32] = b"\x04" * 32
+_TEXT_FLAGS[ord(" ")], _TEXT_FLAGS[ord("{")] = 1, 2
+_TEXT_FLAGS = bytes(_TEXT_FLAGS)
+_PRINTABLE = bytes(range(32, 256))  # deleted, what is left is a control character
 
 _ROLE_LETTER = {"user": "u", "assistant": "a", "system": "s"}
 _LETTER_ROLE = {v: k for k, v in _ROLE_LETTER.items()}
@@ -155,22 +162,32 @@ def _utf8(line: bytes) -> bool:
     return True
 
 
-def clean_rows(block: bytes, lines: list[bytes], schema: str) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, keys) per line: whether the line is a row the row path would find nothing in,
-    and for those, its duplicate key (:func:`typed.duplicate_key`'s value)."""
+def clean_rows(block: bytes, schema: str) -> tuple[np.ndarray, np.ndarray, list[bytes] | None]:
+    """(clean, keys, lines) per line: whether the line is a row the row path would find nothing
+    in, for those its duplicate key (:func:`typed.duplicate_key`'s value), and the block's lines
+    when they were split (None when its rows share their keys and were decoded whole)."""
     spec = _SCHEMAS[schema]
-    plain = plain_lines(block, lines)
-    rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
+    whole = uniform.decode(block, schema)
+    if whole is not None:  # the texts are checked as decoded, not as written
+        lines, rows, at = None, whole.rows, list(range(len(whole.rows)))
+        n_lines = len(rows)
+    else:
+        lines = line_blocks.split_lines(block)
+        n_lines = len(lines)
+        plain = plain_lines(block, lines)
+        rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
     fits = [spec.no_tools(r) for r in rows]  # with tools: the row path says why (or reads them)
-    rows = [r for r, f in zip(rows, fits) if f]
-    at = np.array(at, np.int64)[np.array(fits, bool)] if at else np.zeros(0, np.int64)
-    clean = np.zeros(len(lines), bool)
-    keys = np.zeros(len(lines), np.int64)
+    if not all(fits):
+        rows = [r for r, f in zip(rows, fits) if f]
+        at = [i for i, f in zip(at, fits) if f]
+    at = np.array(at, np.int64)
+    clean = np.zeros(n_lines, bool)
+    keys = np.zeros(n_lines, np.int64)
     if rows:
-        ok, row_keys = _check_decoded(rows, spec)
+        ok, row_keys = _check_decoded(rows, spec, scan=whole is not None)
         clean[at[ok]] = True
         keys[at] = row_keys
-    return clean, keys
+    return clean, keys, lines
 
 
 def decode(lines: list[bytes], every: list[int], decoder: msgspec.json.Decoder,
@@ -186,7 +203,7 @@ def decode(lines: list[bytes], every: list[int], decoder: msgspec.json.Decoder,
     so each holds at least one value, and a batch that gives as many values as it has lines
     gives one per line, decoded as it would be alone. ``block``: the lines' block, tried whole
     when every line is to be decoded and is such a line (no copy into batches)."""
-    if block is not None and len(every) == len(lines) > _BATCH and one_object_per_line(block):
+    if block is not None and len(every) == len(lines) > _BATCH and line_blocks.one_object_per_line(block):
         try:
             values = decoder.decode_lines(block)
         except msgspec.DecodeError:
@@ -229,43 +246,27 @@ def _braced(line: bytes) -> bool:
     return line[:1] == b"{" and (line[-1:] == b"}" or line[-2:] == b"}\r")
 
 
-def one_object_per_line(block: bytes) -> bool:
-    """Whether every line of ``block`` starts with ``{`` and ends with ``}`` (or ``}`` and a
-    CR): then ``decode_lines`` reads one value per line or fails (see :func:`decode`)."""
-    raw = np.frombuffer(block, np.uint8)
-    if not len(raw):
-        return False
-    newlines = np.flatnonzero(raw == 10)
-    last = newlines - 1
-    if raw[-1] != 10:  # the file's last line, without a newline
-        last = np.append(last, len(raw) - 1)
-    first = np.concatenate([[0], newlines[:-1] + 1]) if raw[-1] == 10 else np.concatenate([[0], newlines + 1])
-    if (last < first).any():  # a blank line
-        return False
-    last = last - ((raw[last] == 13) & (last > first))
-    return bool((raw[first] == 123).all() and (raw[last] == 125).all())
-
-
-def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, key) per decoded row whose bytes are plain (so its texts are ASCII: a character
-    is a byte, and a string's length its length in bytes)."""
+def _check_decoded(rows: list[Any], spec: _Schema, scan: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, key) per decoded row. ``scan``: its texts are to be checked for what a plain
+    line cannot hold (:meth:`_Strings.irregular`); without, its bytes were plain (so its texts
+    are ASCII: a character is a byte, and a string's length its length in bytes)."""
     turns = list(map(spec.turns, rows))
     counts = np.fromiter(map(len, turns), np.int64, len(turns))
     offsets = np.zeros(len(rows) + 1, np.int64)  # each row's turns
     np.cumsum(counts, out=offsets[1:])
-    texts = _Strings(list(map(spec.text, chain.from_iterable(turns))))
+    texts = _Strings(list(map(spec.text, chain.from_iterable(turns))), scan)
     raw_roles = map(spec.role, chain.from_iterable(turns))
     roles = np.fromiter(map(spec.role_number.__getitem__, raw_roles), np.int64, len(texts))
     # ``row.system or None``: an empty system is none
     systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system
-                       else [""] * len(rows))
+                       else [""] * len(rows), scan)
     # the readers' rule: with no top-level system, a system turn first is the system
     first = offsets[:-1]
     shift = (counts > 0) & (systems.lengths == 0)
     shift[shift] = roles[first[shift]] == _SYSTEM
     # a text empty or with a space at an edge: the row path (empty-content, or normalizing)
-    odd = np.concatenate([[0], np.cumsum((texts.lengths == 0) | texts.edge_space())])
-    ok = (odd[offsets[1:]] == odd[first]) & ~systems.edge_space()
+    odd = np.concatenate([[0], np.cumsum((texts.lengths == 0) | texts.edge_space() | texts.irregular)])
+    ok = (odd[offsets[1:]] == odd[first]) & ~systems.edge_space() & ~systems.irregular
     # the shape: the roles after the system turn, as a number per row (base 4, a digit a turn)
     kept = np.ones(len(roles), bool)
     kept[first[shift]] = False
@@ -296,14 +297,39 @@ def _roles_of(shape: int) -> tuple[str, ...]:
 
 
 class _Strings:
-    """ASCII strings as they are, and as one buffer with offsets, for numpy to read."""
+    """ASCII strings as they are, and as one buffer with offsets, for numpy to read.
 
-    def __init__(self, strings: list[str]):
+    ``scan``: the strings may be anything decoded, and ``irregular`` says per string whether it
+    holds what a text on a plain line cannot (see the module's doc): a character beyond ASCII
+    or below the space, two spaces in a row, or ``{{``; ``strings`` then holds ``"\x00"`` in
+    its place (:func:`_keys` joins on newlines). Without, none is."""
+
+    def __init__(self, strings: list[str], scan: bool = False):
+        joined = "".join(strings)
+        if scan and not joined.isascii():
+            strings = [s if s.isascii() else "\x00" for s in strings]
+            joined = "".join(strings)
         self.strings = strings
-        self.data = "".join(strings).encode("ascii")
+        self.data = joined.encode("ascii")
         self.lengths = np.fromiter(map(len, strings), np.int64, len(strings))
         self.offsets = np.zeros(len(strings) + 1, np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
+        self.irregular = self._irregular() if scan else np.zeros(len(strings), bool)
+        if self.irregular.any():  # their rows go to the row path; their keys join on newlines
+            self.strings = ["\x00" if odd else s for s, odd in zip(strings, self.irregular.tolist())]
+
+    def _irregular(self) -> np.ndarray:
+        out = np.zeros(len(self), bool)
+        if not self.data or (b"  " not in self.data and b"{{" not in self.data
+                             and not self.data.translate(None, _PRINTABLE)):
+            return out  # three C scans say so, where numpy would make six passes
+        flags = np.frombuffer(self.data.translate(_TEXT_FLAGS), np.uint8)
+        found = np.flatnonzero((flags[:-1] & flags[1:] & 3) | (flags[:-1] & 4))
+        if flags[-1] & 4:
+            found = np.append(found, len(flags) - 1)
+        # a pair across two strings marks the first: it only sends a row to the row path
+        out[np.searchsorted(self.offsets[1:], found, side="right")] = True
+        return out
 
     def __len__(self) -> int:
         return len(self.lengths)

@@ -113,12 +113,14 @@ def _convert_jsonl(source: str | Path, schema: str, to: str, out: BinaryIO, resu
             raw = RawRow(result.rows, lines_done, error=limits.size_message(), code="row-too-large")
             _convert_rows([read_unparsed(raw, schema)], to, out, result)
             continue
-        lines = line_blocks.split_lines(block)
-        plain, converted, ends = convert_blocks.convert_block(lines, block)
-        view = memoryview(converted)
+        converted = convert_blocks.convert_block(block)
+        plain, ends = converted.plain, converted.ends
+        view = memoryview(converted.out)
         written = blanks = 0  # bytes of ``converted`` written so far; blank lines so far
-        first_row, last = result.rows, len(lines) - 1
-        for seen, i in enumerate(np.flatnonzero(~plain).tolist()):
+        first_row, last = result.rows, len(plain) - 1
+        others = np.flatnonzero(~plain).tolist()
+        lines = converted.lines if converted.lines is not None or not others else line_blocks.split_lines(block)
+        for seen, i in enumerate(others):
             if i > seen:  # the plain rows before this line (``seen`` lines before it are not plain)
                 out.write(view[written:ends[i - seen - 1]])
                 written = int(ends[i - seen - 1])
@@ -138,7 +140,7 @@ def _convert_jsonl(source: str | Path, schema: str, to: str, out: BinaryIO, resu
         n_plain = len(ends)
         result.rows += n_plain
         result.written += n_plain
-        lines_done += len(lines) if block.endswith(b"\n") else len(lines) - 1
+        lines_done += len(plain) if block.endswith(b"\n") else len(plain) - 1
 
 
 def fast_rows(source: str | Path, schema: str | None, on_bytes: Callable[[int], None] | None,

@@ -4,16 +4,25 @@ so the output bytes stay its bytes.
 
 A plain row (it decodes into :mod:`typed`'s structs, without tools) is written by the row path
 as ``orjson.dumps({"messages": [{"role": r, "content": t}, ...], **extra})``: no weights, names
-or tool calls can be in it, and nothing is dropped. orjson writes a dict as its pieces side by
-side, so the same bytes are put together here from pieces: each text dumped by orjson (one
-``map`` per block), the role pieces fixed, the row's other top-level fields (``extra``, read as
-raw JSON by msgspec, not as Python values) dumped by orjson as the row path dumps them. A row
-with a top-level ``messages`` of its own (``extra`` would overwrite the written one) goes to
-the row path.
+or tool calls can be in it, and nothing is dropped. The same bytes are made here in one of two
+ways:
+
+- a block whose rows share their keys (:mod:`uniform`, the usual case): each row becomes a
+  struct of the output's shape, its other top-level fields carried as raw JSON already as
+  orjson writes them, and msgspec encodes the block a line per row (msgspec writes strings
+  as orjson does: ``tests/test_fast_validate.py`` compares the bytes). About 2.5 times
+  faster than the pieces below.
+- any other block: the output put together from pieces, as orjson writes a dict: each text
+  dumped by orjson (one ``map`` per block), the role pieces fixed, the row's other top-level
+  fields (read as raw JSON by msgspec) dumped by orjson as the row path dumps them.
+
+A row with a top-level ``messages`` of its own (``extra`` would overwrite the written one)
+goes to the row path.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
 from operator import attrgetter
@@ -22,7 +31,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from gekro_ft.data import columnar, typed
+from gekro_ft.data import columnar, line_blocks, typed, uniform
 from gekro_ft.data.schemas import sharegpt
 
 SUPPORTED = (("sharegpt", "openai"),)  # (from, to)
@@ -33,9 +42,68 @@ _ROLE_PIECE = {raw: b'{"role":"%s","content":' % role.encode()
 _ROLE_QUOTE = {raw: piece + b'"' for raw, piece in _ROLE_PIECE.items()}
 
 
-def convert_block(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, np.ndarray]:
-    """(plain, out, ends): which lines were converted here, their output rows side by side
-    (each ending in a newline), and where each of those rows ends in ``out``."""
+@dataclass(frozen=True)
+class Converted:
+    plain: np.ndarray  # per line: converted here
+    out: bytes  # those rows' output side by side, each ending in a newline
+    ends: np.ndarray  # where each of them ends in ``out``
+    lines: list[bytes] | None  # the block's lines, when they were split (the row path needs them)
+
+
+def convert_block(block: bytes) -> Converted:
+    """The block's plain rows converted; when its rows share their keys (:mod:`uniform`), in a
+    few calls for the whole block, else a line at a time into pieces joined once."""
+    rows = uniform.decode(block, "sharegpt", written=True)
+    if rows is not None and "messages" not in rows.raw_keys:
+        return _uniform(rows)
+    lines = line_blocks.split_lines(block)
+    plain, out, ends = _by_line(lines, block)
+    return Converted(plain, out, ends, lines)
+
+
+def _uniform(block: uniform.Block) -> Converted:
+    """Each plain row as a struct of the output's shape (``messages``, then the raw fields as
+    they were, in their order, already as orjson writes them), encoded by msgspec a line each
+    (its strings come out as orjson writes them: ``tests/test_fast_validate.py``)."""
+    out_row = _output_struct(block.raw_keys)
+    width = len(block.raw_keys)
+    values = block.canonical
+    plain = np.fromiter((r.tools is None or r.tools == "" for r in block.rows), bool, len(block.rows))
+    turns = list(chain.from_iterable(map(_TURNS, block.rows)))
+    messages = list(map(_Message, map(typed._SHAREGPT_ROLE.__getitem__, map(_FROM, turns)), map(_VALUE, turns)))
+    written = []
+    start = 0
+    for i, row in enumerate(block.rows):
+        end = start + len(row.conversations)
+        if plain[i]:
+            ms = messages[start:end]
+            if row.system:  # a top-level system is the first message
+                ms.insert(0, _Message("system", row.system))
+            written.append(out_row(ms, *values[i * width:(i + 1) * width]))
+        start = end
+    out = _ENCODER.encode_lines(written)
+    # msgspec writes a newline inside a string as \n: the only newlines are the rows' own
+    return Converted(plain, out, np.flatnonzero(np.frombuffer(out, np.uint8) == 10) + 1, None)
+
+
+class _Message(msgspec.Struct, gc=False):
+    role: str
+    content: str
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+@lru_cache(maxsize=256)
+def _output_struct(raw_keys: tuple[str, ...]) -> type:
+    fields = [("messages", list[_Message])] + [(f"raw_{i}", msgspec.Raw) for i in range(len(raw_keys))]
+    rename = {"messages": "messages"} | {f"raw_{i}": k for i, k in enumerate(raw_keys)}
+    return msgspec.defstruct("OpenAIRow", fields, rename=rename, gc=False)
+
+
+def _by_line(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, np.ndarray]:
+    """(plain, out, ends) for a block whose rows differ in their keys: the lines that decode
+    into :mod:`typed`'s structs, a batch of lines at a time, written from pieces."""
     rows, at = columnar.decode(lines, np.flatnonzero(columnar.within_limits(block, lines)).tolist(),
                                typed._DECODERS["sharegpt"], block)
     keep = [i for i, r in zip(at, rows) if r.tools is None or r.tools == ""]

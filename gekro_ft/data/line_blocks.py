@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from gekro_ft.data import limits
 from gekro_ft.data.source import _open, _skip_rest_of_line
 from gekro_ft.errors import InputFileError
@@ -73,3 +75,21 @@ def split_lines(block: bytes) -> list[bytes]:
     if block.endswith(b"\n"):
         lines.pop()
     return lines
+
+
+def one_object_per_line(block: bytes) -> int:
+    """The block's number of lines when every one starts with ``{`` and ends with ``}`` (or
+    ``}`` and a CR), else 0: then ``decode_lines`` reads one value per line or fails (see
+    :func:`columnar.decode`)."""
+    raw = np.frombuffer(block, np.uint8)
+    if not len(raw):
+        return 0
+    newlines = np.flatnonzero(raw == 10)
+    last = newlines - 1
+    if raw[-1] != 10:  # the file's last line, without a newline
+        last = np.append(last, len(raw) - 1)
+    first = np.concatenate([[0], newlines[:-1] + 1]) if raw[-1] == 10 else np.concatenate([[0], newlines + 1])
+    if (last < first).any():  # a blank line
+        return 0
+    last = last - ((raw[last] == 13) & (last > first))
+    return len(first) if (raw[first] == 123).all() and (raw[last] == 125).all() else 0

@@ -52,15 +52,19 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
                              code="row-too-large"), schema, out)
             out.rows += 1
             continue
-        lines = line_blocks.split_lines(block)
         if schema in columnar.SCHEMAS:
-            clean, keys = columnar.clean_rows(block, lines, schema)
+            clean, keys, lines = columnar.clean_rows(block, schema)
         else:
+            lines = line_blocks.split_lines(block)
             clean, keys = np.zeros(len(lines), bool), np.zeros(len(lines), np.int64)
+        n_lines = len(clean)
+        others = np.flatnonzero(~clean).tolist()
+        if others and lines is None:
+            lines = line_blocks.split_lines(block)
         has_key = clean.copy()
-        row_of = np.ones(len(lines), np.int64)  # 1 for a line that is a row, 0 for a blank one
-        last, blanks = len(lines) - 1, 0
-        for i in np.flatnonzero(~clean).tolist():
+        row_of = np.ones(n_lines, np.int64)  # 1 for a line that is a row, 0 for a blank one
+        last, blanks = n_lines - 1, 0
+        for i in others:
             raw = lines[i] + b"\n" if i < last or block.endswith(b"\n") else lines[i]
             if not raw.strip():
                 row_of[i] = 0
@@ -81,7 +85,7 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
         line_of = lines_done + 1 + np.flatnonzero(has_key)
         out.lines_of.frombytes(line_of.astype(np.int64).tobytes())
         out.rows += int(row_of.sum())
-        lines_done += len(lines) if block.endswith(b"\n") else len(lines) - 1  # its newlines
+        lines_done += n_lines if block.endswith(b"\n") else n_lines - 1  # its newlines
     out.lines = lines_done
     return out
 
