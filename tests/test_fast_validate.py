@@ -307,3 +307,15 @@ def test_blocks_of_rows_with_the_same_keys_find_and_write_what_the_reference_doe
             got = convert_file(path, tmp_path / "fast.jsonl", to, schema)
             assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
             assert got.to_dict() | {"target": ""} == expected.to_dict() | {"target": ""}
+
+
+def test_free_cores_are_the_idle_share_of_the_usable_cores_over_a_window(monkeypatch):
+    """Two readings of /proc/stat 0.1 s apart: one core idle throughout, one busy, one half."""
+    parsed = chunks._cpu_times(None)  # this machine's, read for real
+    assert parsed and all(total >= quiet >= 0 for total, quiet in parsed.values())
+    readings = iter([{0: (1000, 500), 1: (1000, 500), 2: (1000, 500)},
+                     {0: (1010, 510), 1: (1010, 500), 2: (1010, 505)}])
+    monkeypatch.setattr(chunks, "_cpu_times", lambda usable: next(readings))
+    monkeypatch.setattr(chunks, "usable_cores", lambda: 3)
+    monkeypatch.setattr(chunks, "IDLE_WINDOW_S", 0)
+    assert chunks.free_cores() == 2  # 1 + 0 + 0.5, rounded to even

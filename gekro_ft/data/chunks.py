@@ -35,35 +35,75 @@ def free_cores() -> int:
     adds its start: on 2 cores with a load of 3, 200k rows took 4.6 s in workers against 2.7 s
     in one process.
 
-    Busy means runnable now (Linux's ``/proc/loadavg``, its fourth field, less this process),
-    not the one-minute load average that ``make -l`` reads: that average still counts the
-    command that ran just before (a validate before a convert) for a minute after it ended,
-    and kept the 1M-row benchmark's jobs in one process on an otherwise idle machine."""
+    Measured, not sampled: the idle time of the usable cores over :data:`IDLE_WINDOW_S`
+    (Linux's ``/proc/stat``; this process sleeps meanwhile, so it is not counted). Two
+    readings were dropped: the one-minute load average (``make -l``'s) still counts the
+    command that ran just before (a validate before a convert) for a minute after it ended;
+    ``/proc/loadavg``'s runnable count is one instant, and a kernel thread writing back the
+    last job's output at that instant kept a 1M-row convert in one process twice in a row."""
     cores = usable_cores()
-    busy = _runnable_now()
-    if busy is None:
+    idle = _idle_cores(IDLE_WINDOW_S)
+    if idle is None:
         try:
-            busy = os.getloadavg()[0]
+            idle = cores - os.getloadavg()[0]
         except OSError:  # no load average on this platform
             return cores
-    return max(1, min(cores, round(cores - busy)))
+    return max(1, min(cores, round(idle)))
 
 
-def _runnable_now() -> int | None:
-    """Other processes runnable at this moment (Linux), or None where it cannot be read."""
-    try:
-        running = Path("/proc/loadavg").read_text().split()[3].split("/")[0]
-        return max(0, int(running) - 1)  # this process is one of them
-    except (OSError, IndexError, ValueError):
+IDLE_WINDOW_S = 0.1
+
+
+def _idle_cores(window: float) -> float | None:
+    """How many of the usable cores were idle over the next ``window`` seconds (Linux), or
+    None where ``/proc/stat`` cannot be read."""
+    import time
+
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    before = _cpu_times(usable)
+    if before is None:
         return None
+    time.sleep(window)
+    after = _cpu_times(usable)
+    if after is None:
+        return None
+    idle = 0.0
+    for cpu, (total, quiet) in after.items():
+        if cpu in before and total > before[cpu][0]:
+            idle += (quiet - before[cpu][1]) / (total - before[cpu][0])
+    return idle
+
+
+def _cpu_times(usable: set[int] | None) -> dict[int, tuple[int, int]] | None:
+    """Per CPU: (all jiffies, idle + iowait jiffies) from ``/proc/stat``."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and (usable is None or int(name[3:]) in usable):
+            values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+            out[int(name[3:])] = (sum(values), values[3] + values[4])
+    return out or None
 
 
 def spans_for(path: str | Path) -> list[Span] | None:
     """The byte ranges to handle ``path`` in, or None to handle it whole in this process
     (fewer than two free cores, a gzipped or non-JSONL file, or one too small to be worth
     the workers). Either way the results are the same; only the time differs."""
+    if usable_cores() < 2 or _size(path) < 2 * MIN_CHUNK_BYTES:  # before measuring the cores
+        return None
     cores = free_cores()
     return line_spans(path, cores * CHUNKS_PER_CORE, MIN_CHUNK_BYTES) if cores > 1 else None
+
+
+def _size(path: str | Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 def in_workers(work: Callable[..., Any], path: str, spans: list[Span],

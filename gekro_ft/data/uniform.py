@@ -51,9 +51,6 @@ class Block:
     raw_keys: tuple[str, ...]  # the keys kept raw, in the first row's order
     canonical: list[msgspec.Raw] | None  # each row's raw values as orjson writes them, row after row
 
-    def raw_values(self, row: Any) -> tuple[msgspec.Raw, ...]:
-        return _raw_getter(len(self.raw_keys))(row)
-
 
 def decode(block: bytes, schema: str, *, written: bool = False) -> Block | None:
     """The block's rows when they share the first row's keys (see the module's doc), else
@@ -76,7 +73,10 @@ def decode(block: bytes, schema: str, *, written: bool = False) -> Block | None:
         return None
     if not raw_keys:
         return Block(rows, raw_keys, [] if written else None)
-    values = list(chain.from_iterable(map(_raw_getter(len(raw_keys)), rows)))
+    if len(raw_keys) == 1:  # an id, most often: no tuple per row
+        values = list(map(_FIRST_RAW, rows))
+    else:
+        values = list(chain.from_iterable(map(_raw_getter(len(raw_keys)), rows)))
     joined = b"[" + b",".join(values) + b"]"
     if joined.count(b"[") + joined.count(b"{") > limits.MAX_DEPTH and any(
             limits.too_deep(bytes(v), limits.MAX_DEPTH - 1) for v in values):  # the row is a level
@@ -110,6 +110,9 @@ def _decoder(schema: str, raw_keys: tuple[str, ...]) -> msgspec.json.Decoder:
     struct = msgspec.defstruct(f"Uniform{schema.capitalize()}Row", fields, rename=rename,
                                forbid_unknown_fields=True, gc=False)
     return msgspec.json.Decoder(struct)
+
+
+_FIRST_RAW = attrgetter("raw_0")
 
 
 @lru_cache(maxsize=64)
