@@ -86,18 +86,30 @@ class _Schema:
     """Where a typed row keeps its turns, roles, texts and top-level system."""
 
     def __init__(self, turns: str, role: str, text: str, roles: dict[str, str], system: bool,
-                 no_tools: Any):
+                 tools: dict[str, tuple[Any, ...]]):
         self.turns, self.role, self.text = attrgetter(turns), attrgetter(role), attrgetter(text)
         self.system = attrgetter("system") if system else None
-        self.no_tools = no_tools  # rows with tools: the row path says why (or reads them)
+        self.tools = tools  # per tool field, the values that mean none
         self.role_number = {raw: _ROLE_NAMES.index(role) for raw, role in roles.items()}
+
+    def without_tools(self, rows: list[Any]) -> list[bool] | None:
+        """Per row, whether it has no tools (rows with tools: the row path says why, or reads
+        them); None when none has any (counted in C, the usual case)."""
+        fits = None
+        for name, none in self.tools.items():
+            values = list(map(attrgetter(name), rows))
+            if sum(map(values.count, none)) == len(values):
+                continue
+            row_fits = [any(v is n or v == n for n in none) for v in values]
+            fits = row_fits if fits is None else [a and b for a, b in zip(fits, row_fits)]
+        return fits
 
 
 _SCHEMAS = {
     "sharegpt": _Schema("conversations", "from_", "value", typed._SHAREGPT_ROLE, True,
-                        lambda r: r.tools is None or r.tools == ""),
+                        {"tools": (None, "")}),
     "openai": _Schema("messages", "role", "content", typed._OPENAI_ROLE, False,
-                      lambda r: r.tools is None and r.functions is None),
+                      {"tools": (None,), "functions": (None,)}),
 }
 SCHEMAS = tuple(_SCHEMAS)
 _BATCH = 256  # lines per decode_lines call: a line that does not fit sends its batch line by line
@@ -188,8 +200,8 @@ def clean_rows(block: bytes, schema: str) -> tuple[np.ndarray, np.ndarray, list[
         n_lines = len(lines)
         plain = plain_lines(block, lines)
         rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
-    fits = [spec.no_tools(r) for r in rows]  # with tools: the row path says why (or reads them)
-    if not all(fits):
+    fits = spec.without_tools(rows)
+    if fits is not None:
         rows = [r for r, f in zip(rows, fits) if f]
         at = [i for i, f in zip(at, fits) if f]
     at = np.array(at, np.int64)
