@@ -3,7 +3,9 @@ the row-by-row reference finds: same codes, rows, lines, words and order."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 
 import pytest
@@ -115,6 +117,18 @@ def test_convert_writes_what_the_row_by_row_reference_writes_in_one_chunk_and_in
     assert one.refused > 50 and one.findings
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.jsonl", "mixed.jsonl", "one.jsonl",
                                                          "reference.jsonl"]  # no part files left
+    # parts appended without the kernel's copy, and with it stopping part way
+    real_copy, calls = os.copy_file_range, []
+
+    def copy_then_fail(src, dst, count):
+        calls.append(count)
+        if len(calls) % 2:
+            raise OSError(errno.EXDEV, "cross-device")
+        return real_copy(src, dst, min(count, 1000))
+
+    monkeypatch.setattr(os, "copy_file_range", copy_then_fail)
+    convert_file(path, tmp_path / "many.jsonl", to, source)
+    assert len(calls) > 4 and (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
 
 
 def test_a_router_escalation_log_with_extra_top_level_fields_is_clean(tmp_path):

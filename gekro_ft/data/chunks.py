@@ -108,9 +108,11 @@ def _size(path: str | Path) -> int:
 
 def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
                on_bytes: Callable[[int], None] | None, args: tuple = (), *,
-               same_hash_seed: bool = False) -> list[Any]:
+               same_hash_seed: bool = False, on_result: Callable[[Any], None] | None = None) -> list[Any]:
     """``work(path, span, None, *args)`` for every span in worker processes; the results in
-    span order. ``same_hash_seed``: the workers hash strings alike (their results are compared)."""
+    span order. ``same_hash_seed``: the workers hash strings alike (their results are compared).
+    ``on_result``: called with each result in span order as soon as it and those before it are
+    in, while the workers go on with the later spans."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -124,6 +126,8 @@ def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
         try:
             for span, fut in zip(spans, futures):
                 results.append(fut.result())
+                if on_result is not None:
+                    on_result(results[-1])
                 if on_bytes is not None:
                     on_bytes(span[1] - span[0])
         except BaseException:

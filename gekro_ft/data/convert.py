@@ -69,22 +69,40 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
             else:
                 _convert_rows(read_rows(source, schema, on_bytes), to, out, result)
             return result
-        # every core: each worker writes its range's rows to a part file; the parts are then
-        # appended in order, so the output is byte for byte what one pass writes
+        # every core: each worker writes its range's rows to a part file; the parts are
+        # appended in order as they come in (while the workers go on), so the output is byte
+        # for byte what one pass writes
+        before = [0, 0]  # rows and lines of the parts appended so far
+
+        def append(done: tuple[ConvertResult, str, int]) -> None:
+            part, part_path, part_lines = done
+            result.rows += part.rows
+            result.written += part.written
+            result.refused += part.refused
+            result.dropped.update(part.dropped)
+            result.findings.extend(f.moved(*before) for f in part.findings)
+            before[0], before[1] = before[0] + part.rows, before[1] + part_lines
+            _append_file(part_path, out)
+            os.unlink(part_path)
+
         with tempfile.TemporaryDirectory(prefix=".gekro-convert-", dir=Path(target).parent) as parts:
-            done = chunks.in_workers(convert_chunk, str(source), spans, on_bytes, (schema, to, parts))
-            rows = lines = 0
-            for part, part_path, part_lines in done:
-                result.rows += part.rows
-                result.written += part.written
-                result.refused += part.refused
-                result.dropped.update(part.dropped)
-                result.findings.extend(f.moved(rows, lines) for f in part.findings)
-                rows, lines = rows + part.rows, lines + part_lines
-                with open(part_path, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
-                os.unlink(part_path)
+            chunks.in_workers(convert_chunk, str(source), spans, on_bytes, (schema, to, parts), on_result=append)
     return result
+
+
+def _append_file(path: str, out: BinaryIO) -> None:
+    """``path``'s bytes appended to ``out``: copied by the kernel (``copy_file_range``, no pass
+    through this process) where it can, the rest read and written."""
+    out.flush()
+    with open(path, "rb") as f:
+        size, copied = os.fstat(f.fileno()).st_size, 0
+        try:
+            while copied < size and (n := os.copy_file_range(f.fileno(), out.fileno(), size - copied)):
+                copied += n
+        except (AttributeError, OSError):  # not on this platform or filesystem; a full disk
+            pass  # says so below, through the output's own writes
+        f.seek(copied)
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def convert_chunk(source: str, span: chunks.Span, on_bytes: None, schema: str, to: str,
