@@ -333,3 +333,14 @@ def test_free_cores_are_the_idle_share_of_the_usable_cores_over_a_window(monkeyp
     monkeypatch.setattr(chunks, "usable_cores", lambda: 3)
     monkeypatch.setattr(chunks, "IDLE_WINDOW_S", 0)
     assert chunks.free_cores() == 2  # 1 + 0 + 0.5, rounded to even
+
+
+def test_the_duplicate_key_tells_order_and_place_apart():
+    from gekro_ft.data.typed import pieces_key
+
+    turns = ["", "user", "a b", "assistant", "c"]
+    assert pieces_key(turns) == pieces_key(list(turns))
+    assert len({pieces_key(turns), pieces_key(["", "user", "c", "assistant", "a b"]),
+                pieces_key(["a b", "user", "", "assistant", "c"]), pieces_key(turns + ["user", ""]),
+                pieces_key(["", "user", "a b", "assistant", "c", "user", "x"])}) == 5
+    assert -(1 << 63) <= pieces_key(turns) < (1 << 63)

@@ -18,8 +18,8 @@ Per row, Python does little more than msgspec's decoding into the same structs a
 - **the texts** (numpy over the texts as one buffer): a text that is empty or starts or ends
   with a space sends its row to the row path (``empty-content``, or a key that needs
   normalizing). Every other text is already its own ``" ".join(text.split())``, so the
-  duplicate key is the hash of the texts joined as :func:`conversation.normalized_turns`
-  joins them: one ``str.join`` over the block's pieces, split per row.
+  duplicate key (:func:`typed.duplicate_key`: the pieces' hashes weighted by place) comes
+  from the texts' own hashes, combined per row with numpy.
 - **the shape**: each row's roles after the system turn as a number (two bits a turn); the
   distinct numbers of a block (a handful) get :func:`typed._shape_problems`'s verdict; a row
   with any problem goes to the row path.
@@ -305,7 +305,7 @@ def _check_decoded(rows: list[Any], spec: _Schema, scan: bool) -> tuple[np.ndarr
     distinct, which = np.unique(shapes, return_inverse=True)
     bad_shape = np.array([bool(typed._shape_problems(_roles_of(int(s)))) for s in distinct], bool)
     ok &= ~bad_shape[which.reshape(-1)]
-    return ok, _keys(texts, systems, roles, offsets, shift, kept)
+    return ok, _keys(texts, systems, roles, offsets, shift, kept, rank)
 
 
 _SYSTEM = _ROLE_NAMES.index("system")
@@ -325,8 +325,8 @@ class _Strings:
 
     ``scan``: the strings may be anything decoded, and ``irregular`` says per string whether it
     holds what a text on a plain line cannot (see the module's doc): a character beyond ASCII
-    or below the space, two spaces in a row, or ``{{``; ``strings`` then holds ``"\x00"`` in
-    its place (:func:`_keys` joins on newlines). Without, none is."""
+    or below the space (held as ``"\x00"`` in ``strings``: the buffer is ASCII), two spaces
+    in a row, or ``{{``. Without, none is."""
 
     def __init__(self, strings: list[str], scan: bool = False):
         joined = "".join(strings)
@@ -339,8 +339,6 @@ class _Strings:
         self.offsets = np.zeros(len(strings) + 1, np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
         self.irregular = self._irregular() if scan else np.zeros(len(strings), bool)
-        if self.irregular.any():  # their rows go to the row path; their keys join on newlines
-            self.strings = ["\x00" if odd else s for s, odd in zip(strings, self.irregular.tolist())]
 
     def _irregular(self) -> np.ndarray:
         out = np.zeros(len(self), bool)
@@ -368,33 +366,31 @@ class _Strings:
         return out
 
 
-_ROLE_PIECES = np.array([f"\x1f{role}\x1f" for role in _ROLE_NAMES], object)
-
-
 def _keys(texts: _Strings, systems: _Strings, roles: np.ndarray, offsets: np.ndarray,
-          shift: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """``hash(normalized_turns(system, turns))`` per row, its texts being normalized already:
-    each row's pieces (system, then ``\x1f role \x1f`` and the text per turn) placed in one
-    array, joined once with a newline after each row, split on the newlines (a plain row's
-    texts hold none), and hashed as the row path hashes them."""
-    n_rows = len(systems)
-    kept_per_row = np.diff(offsets) - shift
-    start = np.zeros(n_rows + 1, np.int64)
-    np.cumsum(2 + 2 * kept_per_row, out=start[1:])
-    pieces = np.empty(int(start[-1]), object)
-    text_pieces = np.empty(len(texts), object)
-    text_pieces[:] = texts.strings
-    # the system piece: the top-level one, or the first turn's text when it was lifted out
-    system_pieces = np.empty(n_rows, object)
-    system_pieces[:] = systems.strings
-    system_pieces[shift] = text_pieces[offsets[:-1][shift]]
-    pieces[start[:-1]] = system_pieces
-    pieces[start[1:] - 1] = "\n"
-    turn_row = np.repeat(np.arange(n_rows), np.diff(offsets))[kept]
-    rank = np.flatnonzero(kept) - offsets[:-1][turn_row] - shift[turn_row]
-    at = start[:-1][turn_row] + 1 + 2 * rank
-    pieces[at] = _ROLE_PIECES[roles[kept]]
-    pieces[at + 1] = text_pieces[kept]
-    joined = "".join(pieces.tolist()).split("\n")
-    joined.pop()  # after the last row's newline
-    return np.fromiter(map(hash, joined), np.int64, n_rows)
+          shift: np.ndarray, kept: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """:func:`typed.duplicate_key` per row, its texts being normalized already: the pieces'
+    hashes (system, then role and text per turn) weighted by their places and summed per row,
+    in 64-bit numbers that wrap as :func:`typed.pieces_key`'s do. ``rank``: each turn's place
+    among its row's turns after the system."""
+    with np.errstate(over="ignore"):
+        text_hash = np.fromiter(map(hash, texts.strings), np.int64, len(texts)).view(np.uint64)
+        # the system piece: the top-level one, or the first turn's text when it was lifted out
+        system_hash = np.fromiter(map(hash, systems.strings), np.int64, len(systems)).view(np.uint64)
+        system_hash[shift] = text_hash[offsets[:-1][shift]]
+        place = np.clip(rank, 0, _MAX_SHAPE_TURNS - 1)  # longer rows go to the row path anyway
+        terms = _role_hashes()[roles] * _WEIGHTS[1 + 2 * place] + text_hash * _WEIGHTS[2 + 2 * place]
+        terms[~kept] = 0
+        sums = np.zeros(len(terms) + 1, np.uint64)
+        np.cumsum(terms, out=sums[1:])
+        # the sums wrap around; their differences stay exact
+        keys = system_hash * _WEIGHTS[0] + (sums[offsets[1:]] - sums[offsets[:-1]])
+    return keys.view(np.int64)
+
+
+_WEIGHTS = np.array([typed.piece_weight(i) for i in range(2 * _MAX_SHAPE_TURNS + 1)], np.uint64)
+
+
+def _role_hashes() -> np.ndarray:
+    """hash() of each role's name, in this process's hash seed (read at run time: a worker's
+    seed is set before it starts, and this module may have been imported before)."""
+    return np.array([hash(r) for r in _ROLE_NAMES], np.int64).view(np.uint64)

@@ -103,13 +103,19 @@ def normalized_text(conv: Conversation) -> str:
 
 def normalized_turns(system: str | None, turns: Iterable[tuple[str, str, list[ToolCall] | None]]) -> str:
     """:func:`normalized_text` of a conversation given as (role, text, tool calls) triples."""
+    return "\x1f".join(normalized_pieces(system, turns))
+
+
+def normalized_pieces(system: str | None, turns: Iterable[tuple[str, str, list[ToolCall] | None]]) -> list[str]:
+    """The pieces :func:`normalized_turns` joins: the system, then per turn its role, its text
+    and its calls, whitespace runs made single spaces."""
     pieces = [" ".join((system or "").split())]
     for role, text, calls in turns:
         pieces.append(role)
         pieces.append(" ".join(text.split()))
         if calls:
             pieces.extend(f"{c.name}({c.arguments})" for c in calls)
-    return "\x1f".join(pieces)
+    return pieces
 
 
 def prompt_text(conv: Conversation) -> str:
