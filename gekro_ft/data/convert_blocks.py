@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain
+from itertools import accumulate, chain
 from operator import attrgetter
 
 import msgspec
@@ -64,24 +64,31 @@ def convert_block(block: bytes) -> Converted:
 def _uniform(block: uniform.Block) -> Converted:
     """Each plain row as a struct of the output's shape (``messages``, then the raw fields as
     they were, in their order, already as orjson writes them), encoded by msgspec a line each
-    (its strings come out as orjson writes them: ``tests/test_fast_validate.py``)."""
-    out_row = _output_struct(block.raw_keys)
-    width = len(block.raw_keys)
+    (its strings come out as orjson writes them: ``tests/test_fast_validate.py``). Built with
+    ``map`` over the block, not a loop per row: that loop was a third of convert's time."""
+    rows, width = block.rows, len(block.raw_keys)
+    tools = list(map(_TOOLS, rows))
+    fits = None if tools.count(None) + tools.count("") == len(rows) else [t is None or t == "" for t in tools]
+    turns = list(map(_TURNS, rows))
+    ends = list(accumulate(map(len, turns)))
+    flat = list(chain.from_iterable(turns))
+    messages = list(map(_Message, map(typed._SHAREGPT_ROLE.__getitem__, map(_FROM, flat)), map(_VALUE, flat)))
+    per_row = list(map(messages.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+    systems = list(map(_SYSTEM, rows))
+    if systems.count(None) + systems.count("") != len(rows):
+        for ms, system in zip(per_row, systems):
+            if system:  # a top-level system is the first message
+                ms.insert(0, _Message("system", system))
     values = block.canonical
-    plain = np.fromiter((r.tools is None or r.tools == "" for r in block.rows), bool, len(block.rows))
-    turns = list(chain.from_iterable(map(_TURNS, block.rows)))
-    messages = list(map(_Message, map(typed._SHAREGPT_ROLE.__getitem__, map(_FROM, turns)), map(_VALUE, turns)))
-    written = []
-    start = 0
-    for i, row in enumerate(block.rows):
-        end = start + len(row.conversations)
-        if plain[i]:
-            ms = messages[start:end]
-            if row.system:  # a top-level system is the first message
-                ms.insert(0, _Message("system", row.system))
-            written.append(out_row(ms, *values[i * width:(i + 1) * width]))
-        start = end
+    if width == 1:
+        written = list(map(_output_struct(block.raw_keys), per_row, values))
+    else:
+        columns = [values[k::width] for k in range(width)]
+        written = list(map(_output_struct(block.raw_keys), per_row, *columns))
+    if fits is not None:
+        written = [w for w, f in zip(written, fits) if f]
     out = _ENCODER.encode_lines(written)
+    plain = np.ones(len(rows), bool) if fits is None else np.array(fits, bool)
     # msgspec writes a newline inside a string as \n: the only newlines are the rows' own
     return Converted(plain, out, np.flatnonzero(np.frombuffer(out, np.uint8) == 10) + 1, None)
 
@@ -184,6 +191,7 @@ def _write(rows: list[typed._ShareGPTRow],
 
 _ROW_START = b'{"messages":['
 _TURNS, _FROM, _VALUE = attrgetter("conversations"), attrgetter("from_"), attrgetter("value")
+_TOOLS, _SYSTEM = attrgetter("tools"), attrgetter("system")
 
 
 def _string_contents(strings: list[str]) -> list[bytes] | None:
