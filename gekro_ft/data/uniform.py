@@ -41,7 +41,6 @@ _TYPED: dict[str, dict[str, tuple[Any, Any]]] = {
     "openai": {"messages": (list[typed._OpenAIMessage], msgspec.NODEFAULT),
                "tools": (Any, None), "functions": (Any, None)},
 }
-SCHEMAS = tuple(_TYPED)
 _KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
@@ -116,8 +115,6 @@ _FIRST_RAW = attrgetter("raw_0")
 
 
 @lru_cache(maxsize=64)
-def _raw_getter(n: int):
-    if n == 0:
-        return lambda row: ()
-    getter = attrgetter(*(f"raw_{i}" for i in range(n)))
-    return getter if n > 1 else lambda row: (getter(row),)
+def _raw_getter(n: int) -> attrgetter:
+    """A row's raw values as a tuple, for ``n`` of two or more."""
+    return attrgetter(*(f"raw_{i}" for i in range(n)))
