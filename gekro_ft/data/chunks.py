@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gekro_ft.data.source import line_spans
 
@@ -89,14 +89,20 @@ def _cpu_times(usable: set[int] | None) -> dict[int, tuple[int, int]] | None:
     return out or None
 
 
-def spans_for(path: str | Path) -> list[Span] | None:
-    """The byte ranges to handle ``path`` in, or None to handle it whole in this process
-    (fewer than two free cores, a gzipped or non-JSONL file, or one too small to be worth
-    the workers). Either way the results are the same; only the time differs."""
+class Cut(NamedTuple):
+    spans: list[Span]  # the byte ranges, in file order
+    workers: int  # the free cores they were cut for
+
+
+def spans_for(path: str | Path) -> Cut | None:
+    """The byte ranges to handle ``path`` in and the workers for them, or None to handle it
+    whole in this process (fewer than two free cores, a gzipped or non-JSONL file, or one too
+    small to be worth the workers). Either way the results are the same; only the time differs."""
     if usable_cores() < 2 or _size(path) < 2 * MIN_CHUNK_BYTES:  # before measuring the cores
         return None
     cores = free_cores()
-    return line_spans(path, cores * CHUNKS_PER_CORE, MIN_CHUNK_BYTES) if cores > 1 else None
+    spans = line_spans(path, cores * CHUNKS_PER_CORE, MIN_CHUNK_BYTES) if cores > 1 else None
+    return Cut(spans, cores) if spans else None
 
 
 def _size(path: str | Path) -> int:
@@ -106,11 +112,11 @@ def _size(path: str | Path) -> int:
         return 0
 
 
-def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
+def in_workers(work: Callable[..., Any], path: str, cut: Cut,
                on_bytes: Callable[[int], None] | None, args: tuple = (), *,
                same_hash_seed: bool = False, on_result: Callable[[Any], None] | None = None) -> list[Any]:
-    """``work(path, span, None, *args)`` for every span in worker processes; the results in
-    span order. ``same_hash_seed``: the workers hash strings alike (their results are compared).
+    """``work(path, span, None, *args)`` for every span of ``cut`` in its worker processes; the
+    results in span order. ``same_hash_seed``: the workers hash strings alike (their results are compared).
     ``on_result``: called with each result in span order as soon as it and those before it are
     in, while the workers go on with the later spans."""
     import multiprocessing
@@ -119,8 +125,9 @@ def in_workers(work: Callable[..., Any], path: str, spans: list[Span],
     # spawn, not fork: the CLI's progress bar runs a thread, and a forked lock can hang
     context = multiprocessing.get_context("spawn")
     with _one_hash_seed() if same_hash_seed else nullcontext(), \
-            ProcessPoolExecutor(min(free_cores(), len(spans)), mp_context=context,
+            ProcessPoolExecutor(min(cut.workers, len(cut.spans)), mp_context=context,
                                 initializer=_leave_ctrl_c_to_the_parent) as pool:
+        spans = cut.spans
         futures = [pool.submit(work, path, span, None, *args) for span in spans]
         results = []
         try:

@@ -119,11 +119,11 @@ def check_row(raw: RawRow, schema: str | None, out: ChunkResult) -> int | None:
 def check_file(path: str | Path, schema: str,
                on_bytes: Callable[[int], None] | None = None) -> tuple[int, int, list[Finding]]:
     """(rows, usable rows, findings) of ``path``, duplicates included, on every core."""
-    spans = chunks.spans_for(path)
-    if spans is None:
+    cut = chunks.spans_for(path)
+    if cut is None:
         return merge([check_chunk(str(path), None, on_bytes, schema)])
     # the workers share one hash seed, so that their duplicate keys (str hashes) agree
-    return merge(chunks.in_workers(check_chunk, str(path), spans, on_bytes, (schema,), same_hash_seed=True))
+    return merge(chunks.in_workers(check_chunk, str(path), cut, on_bytes, (schema,), same_hash_seed=True))
 
 
 def merge(parts: list[ChunkResult]) -> tuple[int, int, list[Finding]]:
