@@ -112,6 +112,7 @@ _SCHEMAS = {
                       {"tools": (None,), "functions": (None,)}),
 }
 SCHEMAS = tuple(_SCHEMAS)
+SHAREGPT = _SCHEMAS["sharegpt"]  # convert's block path asks it which rows have tools
 _BATCH = 256  # lines per decode_lines call: a line that does not fit sends its batch line by line
 
 

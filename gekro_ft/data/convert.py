@@ -61,9 +61,9 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
     schema, _ = resolve_schema(source, from_schema)
     result = ConvertResult(str(source), str(target), schema, to)
     jsonl = fast and is_jsonl(source)
-    spans = chunks.spans_for(source) if jsonl else None
+    cut = chunks.spans_for(source) if jsonl else None
     with atomic_output(target, inputs=(source,)) as out:
-        if spans is None:
+        if cut is None:
             if jsonl:
                 _convert_jsonl(source, schema, to, out, result, on_bytes)
             else:
@@ -86,7 +86,7 @@ def convert_file(source: str | Path, target: str | Path, to: str, from_schema: s
             os.unlink(part_path)
 
         with tempfile.TemporaryDirectory(prefix=".gekro-convert-", dir=Path(target).parent) as parts:
-            chunks.in_workers(convert_chunk, str(source), spans, on_bytes, (schema, to, parts), on_result=append)
+            chunks.in_workers(convert_chunk, str(source), cut, on_bytes, (schema, to, parts), on_result=append)
     return result
 
 
@@ -137,7 +137,9 @@ def _convert_jsonl(source: str | Path, schema: str, to: str, out: BinaryIO, resu
         written = blanks = 0  # bytes of ``converted`` written so far; blank lines so far
         first_row, last = result.rows, len(plain) - 1
         others = np.flatnonzero(~plain).tolist()
-        lines = converted.lines if converted.lines is not None or not others else line_blocks.split_lines(block)
+        lines = converted.lines
+        if others and lines is None:  # the block decoded whole: split it for the row path
+            lines = line_blocks.split_lines(block)
         for seen, i in enumerate(others):
             if i > seen:  # the plain rows before this line (``seen`` lines before it are not plain)
                 out.write(view[written:ends[i - seen - 1]])

@@ -35,7 +35,6 @@ from gekro_ft.data import columnar, line_blocks, typed, uniform
 from gekro_ft.data.schemas import sharegpt
 
 SUPPORTED = (("sharegpt", "openai"),)  # (from, to)
-_RAW = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _TOP_LEVEL = frozenset(sharegpt.TOP_LEVEL)
 _ROLE_PIECE = {raw: b'{"role":"%s","content":' % role.encode()
                for raw, role in typed._SHAREGPT_ROLE.items()}
@@ -67,8 +66,7 @@ def _uniform(block: uniform.Block) -> Converted:
     (its strings come out as orjson writes them: ``tests/test_fast_validate.py``). Built with
     ``map`` over the block, not a loop per row: that loop was a third of convert's time."""
     rows, width = block.rows, len(block.raw_keys)
-    tools = list(map(_TOOLS, rows))
-    fits = None if tools.count(None) + tools.count("") == len(rows) else [t is None or t == "" for t in tools]
+    fits = columnar.SHAREGPT.without_tools(rows)
     turns = list(map(_TURNS, rows))
     ends = list(accumulate(map(len, turns)))
     flat = list(chain.from_iterable(turns))
@@ -113,9 +111,11 @@ def _by_line(lines: list[bytes], block: bytes) -> tuple[np.ndarray, bytes, np.nd
     into :mod:`typed`'s structs, a batch of lines at a time, written from pieces."""
     rows, at = columnar.decode(lines, np.flatnonzero(columnar.within_limits(block, lines)).tolist(),
                                typed._DECODERS["sharegpt"], block)
-    keep = [i for i, r in zip(at, rows) if r.tools is None or r.tools == ""]
-    rows = [r for r in rows if r.tools is None or r.tools == ""]
-    raws, _ = columnar.decode(lines, keep, _RAW, block)  # each decodes: it did above
+    keep = at
+    if (no_tools := columnar.SHAREGPT.without_tools(rows)) is not None:
+        keep = [i for i, f in zip(at, no_tools) if f]
+        rows = [r for r, f in zip(rows, no_tools) if f]
+    raws, _ = columnar.decode(lines, keep, uniform.FIELDS, block)  # each decodes: it did above
     extras = [[(k, v) for k, v in raw.items() if k not in _TOP_LEVEL] for raw in raws]
     fits = np.fromiter(("messages" not in raw for raw in raws), bool, len(raws))
     if not fits.all():
@@ -191,7 +191,7 @@ def _write(rows: list[typed._ShareGPTRow],
 
 _ROW_START = b'{"messages":['
 _TURNS, _FROM, _VALUE = attrgetter("conversations"), attrgetter("from_"), attrgetter("value")
-_TOOLS, _SYSTEM = attrgetter("tools"), attrgetter("system")
+_SYSTEM = attrgetter("system")
 
 
 def _string_contents(strings: list[str]) -> list[bytes] | None:

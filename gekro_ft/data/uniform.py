@@ -41,7 +41,7 @@ _TYPED: dict[str, dict[str, tuple[Any, Any]]] = {
     "openai": {"messages": (list[typed._OpenAIMessage], msgspec.NODEFAULT),
                "tools": (Any, None), "functions": (Any, None)},
 }
-_KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])  # a row's top-level fields, each as raw JSON
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def decode(block: bytes, schema: str, *, written: bool = False) -> Block | None:
         return None
     newline = block.find(b"\n")
     try:
-        first = _KEYS.decode(block if newline < 0 else block[:newline])
+        first = FIELDS.decode(block if newline < 0 else block[:newline])
     except msgspec.DecodeError:
         return None
     raw_keys = tuple(k for k in first if k not in _TYPED[schema])
@@ -96,7 +96,7 @@ def _same_order(block: bytes, raw_keys: tuple[str, ...]) -> bool:
     """Whether every row holds the raw keys in the first row's order (a converted row writes
     them in its own order, as the row path does)."""
     wanted = set(raw_keys)
-    return all(tuple(k for k in row if k in wanted) == raw_keys for row in _KEYS.decode_lines(block))
+    return all(tuple(k for k in row if k in wanted) == raw_keys for row in FIELDS.decode_lines(block))
 
 
 @lru_cache(maxsize=256)
