@@ -344,3 +344,25 @@ def test_the_duplicate_key_tells_order_and_place_apart():
                 pieces_key(["a b", "user", "", "assistant", "c"]), pieces_key(turns + ["user", ""]),
                 pieces_key(["", "user", "a b", "assistant", "c", "user", "x"])}) == 5
     assert -(1 << 63) <= pieces_key(turns) < (1 << 63)
+
+
+@pytest.mark.parametrize("repeats", [0, 1, 300])
+def test_duplicates_are_placed_after_their_first_as_a_dict_would(repeats):
+    """The merge's duplicate finder against the plainest one: a dict of first places."""
+    import numpy as np
+
+    from gekro_ft.data.validate_chunks import duplicates_of
+
+    rng = random.Random(repeats)
+    keys = [rng.randrange(-(1 << 63), 1 << 63) for _ in range(2000)]
+    for _ in range(repeats):  # a key again, later, and sometimes a third time
+        keys.insert(rng.randrange(len(keys) + 1), rng.choice(keys))
+    first: dict[int, int] = {}
+    expected = []
+    for i, k in enumerate(keys):
+        if k in first:
+            expected.append((i, first[k]))
+        first.setdefault(k, i)
+    later, original = duplicates_of(np.array(keys, np.int64))
+    assert list(zip(later.tolist(), original.tolist())) == expected
+    assert len(expected) >= repeats

@@ -2,8 +2,8 @@
 process, the results handed back in file order.
 
 The data checks and conversions run in Python (with numpy per block of lines), so one process
-uses one core; a large file is cut into a few ranges per free core (progress moves as each
-one finishes). A worker's rows and lines count from its range's start: :func:`lines_in` says
+uses one core; a large file is cut into ranges that shrink towards its end (:func:`steps`), so
+that the workers finish together and progress moves as each range is done. A worker's rows and lines count from its range's start: :func:`lines_in` says
 how many lines a range holds, so the caller can offset the next range's numbers.
 """
 
@@ -21,7 +21,6 @@ from gekro_ft.data.source import line_spans
 # costs about 0.5 s of CPU, and the block path checks a 32 MiB range (about 40,000 rows) in
 # well under a second; so a file under 64 MiB is handled in the calling process
 MIN_CHUNK_BYTES = 32 << 20
-CHUNKS_PER_CORE = 4
 
 Span = tuple[int, int]
 
@@ -101,8 +100,20 @@ def spans_for(path: str | Path) -> Cut | None:
     if usable_cores() < 2 or _size(path) < 2 * MIN_CHUNK_BYTES:  # before measuring the cores
         return None
     cores = free_cores()
-    spans = line_spans(path, cores * CHUNKS_PER_CORE, MIN_CHUNK_BYTES) if cores > 1 else None
+    spans = line_spans(path, steps(_size(path), cores)) if cores > 1 else None
     return Cut(spans, cores) if spans else None
+
+
+def steps(size: int, workers: int) -> Iterator[int]:
+    """The ranges' lengths: each a ``2 × workers``-th of what is left, down to an eighth of
+    :data:`MIN_CHUNK_BYTES` (4 MiB, a few thousand rows). Equal ranges (four per core) left one
+    worker alone at the end for up to a range's time, about 0.5 s of a 5 s validate of 1M
+    rows on 2 cores; shrinking ones end within a small range of each other."""
+    smallest = max(MIN_CHUNK_BYTES // 8, 1)
+    while size > 0:
+        step = max(size // (2 * workers), smallest)
+        yield step
+        size -= step
 
 
 def _size(path: str | Path) -> int:

@@ -14,7 +14,7 @@ the caller can report it and go on; a file that cannot be read at all raises
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,26 +142,26 @@ def iter_jsonl(path: str | Path, on_bytes: Callable[[int], None] | None = None,
     return _iter_jsonl(Path(path), on_bytes, span, parse)
 
 
-def line_spans(path: str | Path, pieces: int, min_bytes: int = 4 << 20) -> list[tuple[int, int]] | None:
-    """Cut a plain (not gzipped) JSONL file into about ``pieces`` byte ranges at line starts, or
-    None when it is not one, or too small to be worth cutting."""
+def line_spans(path: str | Path, steps: Iterable[int]) -> list[tuple[int, int]] | None:
+    """Cut a plain (not gzipped) JSONL file into byte ranges at line starts, each about the
+    next of ``steps`` bytes long (moved on to the next line's start), the last to the end; None
+    when it is not one, or when that makes fewer than two ranges."""
     path = Path(path)
     if path.name.endswith(".gz") or sniff_format(path) != "jsonl":
         return None
     size = path.stat().st_size
-    if size < 2 * min_bytes or pieces < 2:
-        return None
-    step = max(size // pieces, min_bytes)
     cuts = [0]
     with open(path, "rb") as f:
-        while cuts[-1] + step < size:
+        for step in steps:
+            if cuts[-1] + step >= size:
+                break
             f.seek(cuts[-1] + step)
             _skip_rest_of_line(f, None)  # to the next line's start, in bounded reads
             if f.tell() >= size:
                 break
             cuts.append(f.tell())
     cuts.append(size)
-    return list(zip(cuts, cuts[1:]))
+    return list(zip(cuts, cuts[1:])) if len(cuts) > 2 else None
 
 
 def _skip_rest_of_line(f, on_bytes) -> int:

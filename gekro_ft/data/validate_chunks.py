@@ -141,11 +141,26 @@ def merge(parts: list[ChunkResult]) -> tuple[int, int, list[Finding]]:
     all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     all_where = np.concatenate(where) if where else all_keys
     all_lines = np.concatenate(lines) if lines else all_keys
-    _, first, inverse = np.unique(all_keys, return_index=True, return_inverse=True)
-    original = first[inverse.reshape(-1)]
-    dups = np.nonzero(original != np.arange(len(all_keys)))[0]
-    duplicates = [Finding("duplicate-row", f"same conversation as line {int(all_lines[original[i]])}",
-                          int(all_where[i]), int(all_lines[i])) for i in dups]
+    dups, original = duplicates_of(all_keys)
+    duplicates = [Finding("duplicate-row", f"same conversation as line {int(all_lines[o])}",
+                          int(all_where[i]), int(all_lines[i])) for i, o in zip(dups.tolist(), original.tolist())]
     # a row's duplicate finding comes after its other findings, as in the row-by-row pass
     merged = list(heapq.merge(findings, duplicates, key=lambda f: f.index))
     return rows, usable, merged
+
+
+def duplicates_of(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(later, first): the places of the keys seen before, in order, and of each one's first.
+
+    A plain sort says whether any key repeats (15 ms for 1M keys; ``np.unique`` with the
+    first places and the inverse took 280 ms, most of a 2-core validate's merge); only the
+    keys that do are then placed."""
+    ordered = np.sort(keys)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(repeated):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    involved = np.flatnonzero(np.isin(keys, repeated))  # file order
+    _, first, inverse = np.unique(keys[involved], return_index=True, return_inverse=True)
+    original = involved[first[inverse.reshape(-1)]]
+    later = original != involved
+    return involved[later], original[later]
