@@ -78,11 +78,13 @@ def test_fast_path_finds_what_the_reference_finds_in_one_chunk_and_in_many(tmp_p
     # small chunks in worker processes: duplicates and line numbers across chunk borders
     monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
     monkeypatch.setattr(chunks, "free_cores", lambda: 2)  # workers even on a busy machine
-    seen = []
-    many = validate_file(path, schema, on_bytes=seen.append)
-    assert len(seen) > 4 and sum(seen) == path.stat().st_size
-    assert findings(many) == findings(reference)
-    assert many.by_code()["duplicate-row"] > 100
+    for method in ("fork", "spawn"):  # spawned workers share one hash seed, forked ones the parent's
+        monkeypatch.setattr(chunks, "start_method", lambda: method)
+        seen = []
+        many = validate_file(path, schema, on_bytes=seen.append)
+        assert len(seen) > 4 and sum(seen) == path.stat().st_size
+        assert findings(many) == findings(reference)
+        assert many.by_code()["duplicate-row"] > 100
 
 
 def test_the_file_level_codes_and_a_row_too_large_agree(tmp_path):
@@ -366,3 +368,15 @@ def test_duplicates_are_placed_after_their_first_as_a_dict_would(repeats):
     later, original = duplicates_of(np.array(keys, np.int64))
     assert list(zip(later.tolist(), original.tolist())) == expected
     assert len(expected) >= repeats
+
+
+def test_workers_are_forked_only_while_no_other_thread_runs():
+    """In a fresh interpreter (this one may hold threads of earlier tests)."""
+    import subprocess
+    import sys
+
+    script = ("import threading; from gekro_ft.data import chunks; alone = chunks.start_method(); "
+              "stop = threading.Event(); t = threading.Thread(target=stop.wait); t.start(); "
+              "print(alone, chunks.start_method()); stop.set(); t.join()")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == (["fork", "spawn"] if sys.platform == "linux" else ["spawn", "spawn"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,16 +31,21 @@ def file_progress(path: str | Path, description: str) -> Iterator[Callable[[int]
     from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
                                TransferSpeedColumn)
 
+    # redrawn from on_bytes, not by rich's refresh thread: the data stage forks its workers,
+    # which it does only while this process runs no other thread (gekro_ft.data.chunks)
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True) as bar:
+                  TransferSpeedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  auto_refresh=False) as bar:
         task = bar.add_task(description, total=path.stat().st_size)
-        pending = 0
+        pending, drawn = 0, 0.0
 
         def on_bytes(n: int) -> None:
-            nonlocal pending
+            nonlocal pending, drawn
             pending += n
-            if pending >= 1 << 20:  # refresh per MiB: cheap on million-row files
-                bar.advance(task, pending)
+            if pending >= 1 << 20:  # counted per MiB, drawn at most ten times a second
+                now = time.monotonic()
+                bar.update(task, advance=pending, refresh=now - drawn >= 0.1)
                 pending = 0
+                drawn = now if now - drawn >= 0.1 else drawn
 
         yield on_bytes
