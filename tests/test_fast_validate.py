@@ -380,3 +380,41 @@ def test_workers_are_forked_only_while_no_other_thread_runs():
               "print(alone, chunks.start_method()); stop.set(); t.join()")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split() == (["fork", "spawn"] if sys.platform == "linux" else ["spawn", "spawn"])
+
+
+@pytest.mark.parametrize("same_keys", [True, False])
+@pytest.mark.parametrize("schema", ["openai", "sharegpt"])
+def test_texts_to_normalize_stay_on_the_block_path(tmp_path, monkeypatch, schema, same_keys):
+    """Multi-line answers, non-ASCII, tabs and spaces at the edges are what real texts hold;
+    none of them is a finding, so their rows are checked with their block (the texts normalized
+    one by one for the duplicate key) and only empty texts and placeholders go row by row."""
+    from gekro_ft.data import validate_chunks
+
+    def row(question, answer, **top):
+        turns = [("user", question), ("assistant", answer)]
+        if schema == "openai":
+            return {"messages": [{"role": r, "content": c} for r, c in turns], **top}
+        tag = {"user": "human", "assistant": "gpt"}
+        return {"conversations": [{"from": tag[r], "value": c} for r, c in turns], **top}
+
+    variants = ["plain {i}", "line one {i}\n\n- point\n- other", "caf\u00e9 \u201cquoted\u201d {i}",
+                " lead {i}", "trail {i} ", "tab\t{i}", "two  spaces {i}", "wide\u3000{i}", "\u00a0nbsp {i}"]
+    lines = []
+    for i in range(60):
+        for v, text in enumerate(variants):
+            top = {"id": len(lines)} | ({"source": "mixed"} if not same_keys and i % 3 == 0 else {})
+            lines.append(json.dumps(row(f"q {i} {v}", text.format(i=i), **top), ensure_ascii=i % 2 == 0))
+    lines += [json.dumps(row("q  7\n1", "line one 7 - point - other", id=-1)),  # row 7 * 9 + 1, normalized
+              json.dumps(row("q", "{{name}}", id=-2)), json.dumps(row("q", "\t\n ", id=-3))]
+    path = tmp_path / "texts.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    by_row = []
+    real = validate_chunks.check_row
+    monkeypatch.setattr(validate_chunks, "check_row", lambda raw, *a: by_row.append(raw.line) or real(raw, *a))
+    reference = validate_file(path, schema, fast=False)
+    by_row.clear()
+    fast = validate_file(path, schema)
+    assert findings(fast) == findings(reference)
+    assert [(f.code, f.line) for f in reference.findings] == [
+        ("duplicate-row", len(lines) - 2), ("template-placeholder", len(lines) - 1), ("empty-content", len(lines))]
+    assert by_row == [len(lines) - 1, len(lines)]  # the placeholder row and the empty one

@@ -1,28 +1,27 @@
-"""``data validate``'s checks on a block of JSONL lines at once, for the rows that are plainly
-clean; every other row is left to the row-by-row fast path (:func:`validate_chunks.check_row`),
-so the findings stay its findings.
+"""``data validate``'s checks on a block of JSONL lines at once, for the rows the structs take;
+every other row is left to the row-by-row fast path (:func:`validate_chunks.check_row`), so the
+findings stay its findings.
 
 Per row, Python does little more than msgspec's decoding into the same structs as
-:func:`typed.plain_row` (``decode_lines``, a batch of lines a call). The rest is done per block:
+:func:`typed.plain_row` (the whole block in one call when its rows share their keys,
+:mod:`uniform`; else ``decode_lines`` on batches of the lines within the size and depth
+limits). The rest is done per block:
 
-- **the bytes** (one ``translate`` to bit flags, a few numpy passes): a line is left to the row
-  path when it holds any byte outside printable ASCII (a control character, UTF-8 beyond
-  ASCII), a JSON escape that can make whitespace or a brace (``\\t \\n \\r \\f \\u``),
-  two spaces in a row, ``{{``, more brackets than the depth limit, or what msgspec would skip
-  unchecked (:func:`typed.unchecked_by_structs`). What is left decodes to texts whose only
-  whitespace is single spaces and that hold no placeholder. This is where exactness comes
-  from: Python's ``str.split()`` knows 29 whitespace characters (``\\x1c``, ``\\x85``,
-  ``\\u3000``, ...); none of them can be in such a text, so no other definition of
-  whitespace (Arrow's, a regex's) is ever relied on: a row that could hold one goes through
-  ``str.split`` itself.
-- **the texts** (numpy over the texts as one buffer): a text that is empty or starts or ends
-  with a space sends its row to the row path (``empty-content``, or a key that needs
-  normalizing). Every other text is already its own ``" ".join(text.split())``, so the
-  duplicate key (:func:`typed.duplicate_key`: the pieces' hashes weighted by place) comes
-  from the texts' own hashes, combined per row with numpy.
+- **the texts** (numpy over the ASCII ones as one buffer): a text that may not be its own
+  normalized form (``" ".join(text.split())``, the duplicate key's) -- a character beyond
+  ASCII or below the space, two spaces in a row, a space at an edge -- is normalized on its
+  own; the others already are, so no definition of whitespace but ``str.split``'s (29
+  characters: ``\x1c``, ``\x85``, ``\u3000``, ...) is ever relied on. A row goes to the
+  row path for what that path would find in its texts: an empty one (``empty-content``) or
+  ``{{`` (a placeholder, maybe). The duplicate key (:func:`typed.duplicate_key`: the pieces'
+  hashes weighted by place) comes from the normalized texts' hashes, combined per row with numpy.
 - **the shape**: each row's roles after the system turn as a number (two bits a turn); the
   distinct numbers of a block (a handful) get :func:`typed._shape_problems`'s verdict; a row
   with any problem goes to the row path.
+
+Texts with newlines, tabs or non-ASCII characters (most real answers) went to the row path
+until the texts were normalized here: 200k rows with a multi-line answer each took 11.1 s
+against 1.4 s for one-line answers; now 3.6 s (one process; ``benchmarks/README.md``).
 
 Tried and dropped (``benchmarks/README.md``): pyarrow for the texts and the keys (its first
 conversion of a Python object imports pandas: 45 MB and 0.7 s more per process, which the
@@ -41,22 +40,9 @@ import numpy as np
 
 from gekro_ft.data import limits, line_blocks, typed, uniform
 
-# Each byte as bit flags, so that one translate and three numpy passes over a block find every
-# line to leave to the row path (numpy table lookups, or bytes.find per pattern, took three to
-# four times as long). Low three bits: what the byte is as the first of a pair (space, '{',
-# backslash); next three: as the second (space, '{', an escape letter that can make whitespace
-# or '{': t n r f u). A pair is to leave when first & (second >> 3) is not zero: two spaces,
-# '{{', or one of those escapes. 64: a byte that is never plain (a control byte or non-ASCII);
-# 128: a bracket, counted for the depth limit.
-_FLAGS = bytearray(256)
-_FLAGS[:32] = b"\x40" * 32
-_FLAGS[128:] = b"\x40" * 128
-_FLAGS[ord("\n")] = 0
-_FLAGS[ord(" ")], _FLAGS[ord("\\")], _FLAGS[ord("[")] = 1 | 8, 4, 128
-_FLAGS[ord("{")] = 2 | 16 | 128
-for _c in b"tnrfu":
-    _FLAGS[_c] = 32
-_FLAGS = bytes(_FLAGS)
+# '[' and '{' as 128, every other byte as 0: a line with more brackets than the depth limit
+# could nest too deep, and is left to the row path (which says whether it does)
+_BRACKETS = bytes(128 if c in b"[{" else 0 for c in range(256))
 
 # In decoded text: a space (1) or '{' (2) twice in a row, or any control character (4).
 _TEXT_FLAGS = bytearray(256)
@@ -77,9 +63,8 @@ def _maybe_irregular(data: bytes) -> bool:
             return True
     return False
 
-_ROLE_LETTER = {"user": "u", "assistant": "a", "system": "s"}
-_LETTER_ROLE = {v: k for k, v in _ROLE_LETTER.items()}
-_ROLE_NAMES = list(_ROLE_LETTER)  # a role's number is its place here
+
+_ROLE_NAMES = ["user", "assistant", "system"]  # a role's number is its place here
 
 
 class _Schema:
@@ -116,31 +101,11 @@ SHAREGPT = _SCHEMAS["sharegpt"]  # convert's block path asks it which rows have 
 _BATCH = 256  # lines per decode_lines call: a line that does not fit sends its batch line by line
 
 
-def plain_lines(block: bytes, lines: list[bytes]) -> np.ndarray:
-    """Per line of ``block`` (``lines``: its lines, newlines cut), whether its bytes are plain
-    (see the module's doc), it is not too deep (by its brackets) and not too large."""
-    flags = np.frombuffer(block.translate(_FLAGS), np.uint8)
-    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
-    ends = np.cumsum(lengths + 1)  # one past each line's newline
-    if b"\r" in block:  # a CRLF file's CR is JSON whitespace, not a control byte in a text
-        raw = np.frombuffer(block, np.uint8)
-        crs = np.flatnonzero(raw[:-1] == 13)
-        flags = flags.copy()
-        flags[crs[raw[crs + 1] == 10]] = 0
-    leave = np.flatnonzero((flags[:-1] & (flags[1:] >> 3)) | (flags[:-1] & 64))
-    if len(flags) and flags[-1] & 64:
-        leave = np.append(leave, len(flags) - 1)
-    plain = lengths <= limits.MAX_ROW_BYTES
-    plain[np.searchsorted(ends, leave, side="right")] = False
-    plain &= _brackets_per_line(flags >= 128, ends) <= limits.MAX_DEPTH
-    return plain & _checked_by_structs(block, lines)
-
-
 def within_limits(block: bytes, lines: list[bytes]) -> np.ndarray:
     """Per line, whether it is neither too large nor possibly too deep (more brackets than the
     depth limit): such a line is left to the row path, which says which."""
     lengths = np.fromiter(map(len, lines), np.int64, len(lines))
-    brackets = np.frombuffer(block.translate(_FLAGS), np.uint8) >= 128
+    brackets = np.frombuffer(block.translate(_BRACKETS), np.uint8) >= 128
     return ((lengths <= limits.MAX_ROW_BYTES) & _checked_by_structs(block, lines)
             & (_brackets_per_line(brackets, np.cumsum(lengths + 1)) <= limits.MAX_DEPTH))
 
@@ -193,14 +158,14 @@ def clean_rows(block: bytes, schema: str) -> tuple[np.ndarray, np.ndarray, list[
     when they were split (None when its rows share their keys and were decoded whole)."""
     spec = _SCHEMAS[schema]
     whole = uniform.decode(block, schema)
-    if whole is not None:  # the texts are checked as decoded, not as written
+    if whole is not None:
         lines, rows, at = None, whole.rows, list(range(len(whole.rows)))
         n_lines = len(rows)
     else:
         lines = line_blocks.split_lines(block)
         n_lines = len(lines)
-        plain = plain_lines(block, lines)
-        rows, at = decode(lines, np.flatnonzero(plain).tolist(), typed._DECODERS[schema], block)
+        fit = within_limits(block, lines)
+        rows, at = decode(lines, np.flatnonzero(fit).tolist(), typed._DECODERS[schema], block)
     fits = spec.without_tools(rows)
     if fits is not None:
         rows = [r for r, f in zip(rows, fits) if f]
@@ -209,7 +174,7 @@ def clean_rows(block: bytes, schema: str) -> tuple[np.ndarray, np.ndarray, list[
     clean = np.zeros(n_lines, bool)
     keys = np.zeros(n_lines, np.int64)
     if rows:
-        ok, row_keys = _check_decoded(rows, spec, scan=whole is not None)
+        ok, row_keys = _check_decoded(rows, spec)
         clean[at[ok]] = True
         keys[at] = row_keys
     return clean, keys, lines
@@ -271,27 +236,26 @@ def _braced(line: bytes) -> bool:
     return line[:1] == b"{" and (line[-1:] == b"}" or line[-2:] == b"}\r")
 
 
-def _check_decoded(rows: list[Any], spec: _Schema, scan: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(clean, key) per decoded row. ``scan``: its texts are to be checked for what a plain
-    line cannot hold (:meth:`_Strings.irregular`); without, its bytes were plain (so its texts
-    are ASCII: a character is a byte, and a string's length its length in bytes)."""
+def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, key) per decoded row. A text that is not its own normalized form (a newline,
+    a tab, two spaces, a space at an edge, a character beyond ASCII) is normalized on its own
+    for the key; a row goes to the row path only for what the row path would find in its
+    texts: an empty one (``empty-content``) or ``{{`` (a placeholder, maybe)."""
     turns = list(map(spec.turns, rows))
     counts = np.fromiter(map(len, turns), np.int64, len(turns))
     offsets = np.zeros(len(rows) + 1, np.int64)  # each row's turns
     np.cumsum(counts, out=offsets[1:])
-    texts = _Strings(list(map(spec.text, chain.from_iterable(turns))), scan)
+    texts = _Strings(list(map(spec.text, chain.from_iterable(turns))))
     raw_roles = map(spec.role, chain.from_iterable(turns))
     roles = np.fromiter(map(spec.role_number.__getitem__, raw_roles), np.int64, len(texts))
     # ``row.system or None``: an empty system is none
-    systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system
-                       else [""] * len(rows), scan)
+    systems = _Strings([s or "" for s in map(spec.system, rows)] if spec.system else [""] * len(rows))
     # the readers' rule: with no top-level system, a system turn first is the system
     first = offsets[:-1]
     shift = (counts > 0) & (systems.lengths == 0)
     shift[shift] = roles[first[shift]] == _SYSTEM
-    # a text empty or with a space at an edge: the row path (empty-content, or normalizing)
-    odd = np.concatenate([[0], np.cumsum((texts.lengths == 0) | texts.edge_space() | texts.irregular)])
-    ok = (odd[offsets[1:]] == odd[first]) & ~systems.edge_space() & ~systems.irregular
+    odd = np.concatenate([[0], np.cumsum(texts.empty_or_braces())])
+    ok = (odd[offsets[1:]] == odd[first]) & ~systems.braces()
     # the shape: the roles after the system turn, as a number per row (base 4, a digit a turn)
     kept = np.ones(len(roles), bool)
     kept[first[shift]] = False
@@ -322,26 +286,33 @@ def _roles_of(shape: int) -> tuple[str, ...]:
 
 
 class _Strings:
-    """ASCII strings as they are, and as one buffer with offsets, for numpy to read.
+    """Decoded strings, and as one ASCII buffer with offsets for numpy to read: each string
+    that is not ASCII stands in it as ``"\x00"``.
 
-    ``scan``: the strings may be anything decoded, and ``irregular`` says per string whether it
-    holds what a text on a plain line cannot (see the module's doc): a character beyond ASCII
-    or below the space (held as ``"\x00"`` in ``strings``: the buffer is ASCII), two spaces
-    in a row, or ``{{``. Without, none is."""
+    ``unusual``: per string, whether it may not be its own normalized form (``" ".join(s.split())``,
+    the duplicate key's) or may hold ``{{``: a character beyond ASCII or below the space, two
+    spaces in a row, a space at an edge, or ``{{``. Only those are looked at one by one
+    (:attr:`normalized`); Python's ``str.split`` knows 29 whitespace characters (``\x1c``,
+    ``\x85``, ``\u3000``, ...), and none of them can be in a string that is not unusual."""
 
-    def __init__(self, strings: list[str], scan: bool = False):
+    def __init__(self, strings: list[str]):
         joined = "".join(strings)
-        if scan and not joined.isascii():
-            strings = [s if s.isascii() else "\x00" for s in strings]
-            joined = "".join(strings)
+        in_buffer = strings
+        if not joined.isascii():
+            in_buffer = [s if s.isascii() else "\x00" for s in strings]
+            joined = "".join(in_buffer)
         self.strings = strings
         self.data = joined.encode("ascii")
-        self.lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+        self.lengths = np.fromiter(map(len, in_buffer), np.int64, len(strings))
         self.offsets = np.zeros(len(strings) + 1, np.int64)
         np.cumsum(self.lengths, out=self.offsets[1:])
-        self.irregular = self._irregular() if scan else np.zeros(len(strings), bool)
+        unusual = np.flatnonzero(self._irregular() | self._edge_space()).tolist()
+        # the unusual ones, normalized (most files: none, or the texts with a newline)
+        self.normalized = {i: " ".join(strings[i].split()) for i in unusual}
 
     def _irregular(self) -> np.ndarray:
+        """Per string, whether it holds a control character (or stands for a non-ASCII
+        string), two spaces in a row or ``{{``; a pair across two strings marks the first."""
         out = np.zeros(len(self), bool)
         if not self.data or not _maybe_irregular(self.data):
             return out
@@ -349,34 +320,55 @@ class _Strings:
         found = np.flatnonzero((flags[:-1] & flags[1:] & 3) | (flags[:-1] & 4))
         if flags[-1] & 4:
             found = np.append(found, len(flags) - 1)
-        # a pair across two strings marks the first: it only sends a row to the row path
         out[np.searchsorted(self.offsets[1:], found, side="right")] = True
+        return out
+
+    def _edge_space(self) -> np.ndarray:
+        """Per string, whether it starts or ends with a space."""
+        out = np.zeros(len(self), bool)
+        if not self.data:
+            return out
+        raw = np.frombuffer(self.data, np.uint8)
+        some = self.lengths > 0
+        out[some] = (raw[self.offsets[:-1][some]] == 32) | (raw[self.offsets[1:][some] - 1] == 32)
         return out
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def edge_space(self) -> np.ndarray:
-        """Per string, whether it starts or ends with a space."""
-        if not self.data:
-            return np.zeros(len(self), bool)
-        raw = np.frombuffer(self.data, np.uint8)
-        some = self.lengths > 0
+    def braces(self) -> np.ndarray:
+        """Per string, whether it holds ``{{`` (only an unusual one can)."""
         out = np.zeros(len(self), bool)
-        out[some] = (raw[self.offsets[:-1][some]] == 32) | (raw[self.offsets[1:][some] - 1] == 32)
+        for i in self.normalized:
+            out[i] = "{{" in self.strings[i]
         return out
+
+    def empty_or_braces(self) -> np.ndarray:
+        """Per string, whether it is empty once normalized (the row path's ``empty-content``:
+        ``str.strip`` and ``str.split`` know the same whitespace) or holds ``{{``."""
+        out = self.lengths == 0
+        for i, text in self.normalized.items():
+            out[i] = not text or "{{" in self.strings[i]
+        return out
+
+    def hashes(self) -> np.ndarray:
+        """Per string, ``hash`` of its normalized form, as unsigned 64-bit numbers."""
+        out = np.fromiter(map(hash, self.strings), np.int64, len(self))
+        for i, text in self.normalized.items():
+            out[i] = hash(text)
+        return out.view(np.uint64)
 
 
 def _keys(texts: _Strings, systems: _Strings, roles: np.ndarray, offsets: np.ndarray,
           shift: np.ndarray, kept: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """:func:`typed.duplicate_key` per row, its texts being normalized already: the pieces'
+    """:func:`typed.duplicate_key` per row: the normalized pieces'
     hashes (system, then role and text per turn) weighted by their places and summed per row,
     in 64-bit numbers that wrap as :func:`typed.pieces_key`'s do. ``rank``: each turn's place
     among its row's turns after the system."""
     with np.errstate(over="ignore"):
-        text_hash = np.fromiter(map(hash, texts.strings), np.int64, len(texts)).view(np.uint64)
+        text_hash = texts.hashes()
         # the system piece: the top-level one, or the first turn's text when it was lifted out
-        system_hash = np.fromiter(map(hash, systems.strings), np.int64, len(systems)).view(np.uint64)
+        system_hash = systems.hashes()
         system_hash[shift] = text_hash[offsets[:-1][shift]]
         place = np.clip(rank, 0, _MAX_SHAPE_TURNS - 1)  # longer rows go to the row path anyway
         terms = _role_hashes()[roles] * _WEIGHTS[1 + 2 * place] + text_hash * _WEIGHTS[2 + 2 * place]

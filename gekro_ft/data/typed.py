@@ -139,7 +139,8 @@ def check_plain(row: Plain, raw: bytes) -> Problems:
 def duplicate_key(row: Plain | Conversation) -> int:
     """The row's key for finding duplicates: :func:`pieces_key` of its normalized pieces
     (:func:`conversation.normalized_pieces`). A str hash is salted per interpreter, so workers
-    whose keys must agree are started with one ``PYTHONHASHSEED`` (:mod:`chunks`).
+    whose keys must agree are forked from one process or started with one ``PYTHONHASHSEED``
+    (:mod:`chunks`).
 
     Not ``hash(normalized_text)``: a block of rows (:mod:`columnar`) gets the same key from
     its pieces' own hashes, combined with numpy, without joining every row's texts into one

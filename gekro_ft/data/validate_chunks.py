@@ -4,7 +4,7 @@ in blocks of lines (:mod:`line_blocks`); a block's plainly clean rows are checke
 (:mod:`columnar`), its other rows one by one (:func:`check_row`), in file order.
 
 A chunk returns its findings and, per readable row, a duplicate key (:func:`typed.duplicate_key`,
-a str hash: the workers are started with one hash seed, so their keys agree). The merge offsets
+a str hash: the workers share one hash seed, so their keys agree). The merge offsets
 each chunk's rows and lines by those before it and finds duplicates across the whole file at
 once, on the keys in file order (``numpy.unique``: the first row with a key is the original,
 the later ones are duplicates of it), so a duplicate in another chunk is found as in one pass.
