@@ -6,7 +6,7 @@ in blocks of lines (:mod:`line_blocks`); a block's plainly clean rows are checke
 A chunk returns its findings and, per readable row, a duplicate key (:func:`typed.duplicate_key`,
 a str hash: the workers share one hash seed, so their keys agree). The merge offsets
 each chunk's rows and lines by those before it and finds duplicates across the whole file at
-once, on the keys in file order (``numpy.unique``: the first row with a key is the original,
+once, on the keys in file order (:func:`duplicates_of`: the first row with a key is the original,
 the later ones are duplicates of it), so a duplicate in another chunk is found as in one pass.
 Findings come out in the order, and with the words, of the row-by-row path.
 """
@@ -45,7 +45,9 @@ def check_chunk(path: str, span: tuple[int, int] | None, on_bytes: Callable[[int
     the others one by one (:func:`check_row`), in file order."""
     out = ChunkResult()
     lines_done = 0
-    for block in line_blocks.iter_blocks(path, on_bytes, span):
+    # twice convert's blocks: the per-block numpy work is a smaller share of each (6 % fewer
+    # instructions in all); convert gains nothing from larger ones
+    for block in line_blocks.iter_blocks(path, on_bytes, span, 2 * line_blocks.BLOCK_BYTES):
         if block is line_blocks.TOO_LARGE:
             lines_done += 1
             check_row(RawRow(out.rows, lines_done, error=limits.size_message(),
