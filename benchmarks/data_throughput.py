@@ -1,9 +1,10 @@
 """Data stage throughput: gekro-ft against the obvious alternative, side by side in one run.
 
-    python benchmarks/data_throughput.py [--rows 1000000] [--workdir DIR] [--keep]
+    python benchmarks/data_throughput.py [--rows 1000000] [--workdir DIR] [--keep] [--texts multi-line]
 
 It writes N ShareGPT rows (about 800 bytes each, so 1M rows is about 800 MB; every
-fifth row multi-turn) and runs each of these in a fresh child process, so that the
+fifth row multi-turn; with ``--texts multi-line``, every second answer a few paragraphs and
+a list, and every tenth question with non-ASCII characters, as real chat data holds) and runs each of these in a fresh child process, so that the
 peak memory measured is that job's own:
 
 - ours: ``validate_file`` (every check, duplicates included) and ``convert_file`` to
@@ -55,6 +56,7 @@ from child_process import run_python  # benchmarks/child_process.py, beside this
 TIME_TARGET = 1 / 3
 MEMORY_TARGET = 1 / 5
 GENERATOR_VERSION = 2  # bump when the generated rows change, so old inputs are rewritten
+TEXTS = ("one-line", "multi-line")
 WORDS = ("the order arrived late and the box was damaged so please send a replacement or refund "
          "my account shows two charges for one subscription which I never agreed to and support "
          "has not answered since monday thanks for checking this quickly").split()
@@ -63,7 +65,7 @@ ROLE = {"system": "system", "human": "user", "gpt": "assistant"}
 
 # --- the input file -----------------------------------------------------------------------
 
-def generate(path: Path, rows: int) -> bool:
+def generate(path: Path, rows: int, texts: str = "one-line") -> bool:
     """Write ``rows`` ShareGPT rows to ``path`` unless a complete file is already there.
 
     Returns whether it wrote. A sidecar marker, written last, records what the file holds.
@@ -71,7 +73,7 @@ def generate(path: Path, rows: int) -> bool:
     import orjson
 
     marker = path.with_suffix(".rows")
-    expected = {"rows": rows, "generator": GENERATOR_VERSION}
+    expected = {"rows": rows, "generator": GENERATOR_VERSION} | ({"texts": texts} if texts != "one-line" else {})
     if path.exists() and marker.exists():
         found = json.loads(marker.read_text())
         if found == {**expected, "bytes": path.stat().st_size}:
@@ -81,17 +83,24 @@ def generate(path: Path, rows: int) -> bool:
     with open(path, "wb") as f:
         for start in range(0, rows, 10_000):
             chunk = range(start, min(start + 10_000, rows))
-            f.write(b"\n".join(orjson.dumps(_sharegpt_row(rng, i)) for i in chunk) + b"\n")
+            f.write(b"\n".join(orjson.dumps(_sharegpt_row(rng, i, texts)) for i in chunk) + b"\n")
     marker.write_text(json.dumps({**expected, "bytes": path.stat().st_size}))
     return True
 
 
-def _sharegpt_row(rng: random.Random, i: int) -> dict:
+def _sharegpt_row(rng: random.Random, i: int, texts: str = "one-line") -> dict:
     def text(lo: int, hi: int) -> str:
         return " ".join(rng.choices(WORDS, k=rng.randint(lo, hi)))
 
-    conv = [{"from": "system", "value": text(6, 14)}, {"from": "human", "value": text(30, 60)},
-            {"from": "gpt", "value": text(40, 80)}]
+    question, answer = text(30, 60), text(40, 80)
+    if texts == "multi-line":
+        if i % 2:  # paragraphs and a list, as a model's answer is written
+            answer = (f"{text(10, 20)}:\n\n- {text(4, 10)}\n- {text(4, 10)}\n- {text(4, 10)}\n\n"
+                      f"{text(8, 16)}")
+        if i % 10 == 3:
+            question = f"{text(20, 40)} \u2014 \u201c{text(2, 4)}\u201d caf\u00e9 {text(5, 10)}"
+    conv = [{"from": "system", "value": text(6, 14)}, {"from": "human", "value": question},
+            {"from": "gpt", "value": answer}]
     if i % 5 == 0:
         conv += [{"from": "human", "value": text(4, 12)}, {"from": "gpt", "value": text(8, 16)}]
     return {"conversations": conv, "id": f"row-{i}"}
@@ -468,6 +477,9 @@ def main() -> None:
                                                      "(default: a new temporary directory)")
     parser.add_argument("--levers", action="store_true",
                         help="measure validate's speed levers one at a time instead, side by side")
+    parser.add_argument("--texts", choices=TEXTS, default="one-line",
+                        help="one-line answers (the default, as the figures in benchmarks/README.md "
+                             "were first measured) or multi-line ones with non-ASCII questions")
     parser.add_argument("--keep", action="store_true",
                         help="keep the generated input; the next run with this --workdir reuses it")
     # how the parent runs work in other processes
@@ -478,18 +490,19 @@ def main() -> None:
     if args.child:
         return child_main(args.child, args.input, args.output, args.cache)
     if args.generate:
-        return print(json.dumps({"wrote": generate(Path(args.input), args.rows)}))
+        return print(json.dumps({"wrote": generate(Path(args.input), args.rows, args.texts)}))
 
     if args.levers:
         return levers_main(args)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    src = workdir / f"sharegpt-{args.rows}.jsonl"
+    src = workdir / (f"sharegpt-{args.rows}.jsonl" if args.texts == "one-line"
+                     else f"sharegpt-{args.texts}-{args.rows}.jsonl")
     results, outputs = {}, {}
     scratch = [(workdir / f"out-{job.key}.jsonl", workdir / f"cache-{job.key}") for job in JOBS]
     try:
         progress(f"writing {args.rows:,} ShareGPT rows to {src} ...")
-        generated = run_python(__file__, ["--generate", "--rows", str(args.rows), "--input", str(src)])[0]
+        generated = run_python(__file__, ["--generate", "--rows", str(args.rows), "--texts", args.texts, "--input", str(src)])[0]
         size_mb = src.stat().st_size / 1e6
         progress(f"input: {size_mb:,.0f} MB, {'written' if generated['wrote'] else 'reused'}")
         for job, (target, cache) in zip(JOBS, scratch):
@@ -515,8 +528,8 @@ def main() -> None:
     add_ours_both(results)
     compared = comparisons(results)
     info = machine()
-    print_report(f"{args.rows:,} ShareGPT rows, {size_mb:,.0f} MB", info, results, compared)
-    report = {"schema_version": 1, "rows": args.rows, "input_mb": size_mb, "machine": info,
+    print_report(f"{args.rows:,} ShareGPT rows ({args.texts} answers), {size_mb:,.0f} MB", info, results, compared)
+    report = {"schema_version": 1, "rows": args.rows, "texts": args.texts, "input_mb": size_mb, "machine": info,
               "results": results, "comparisons": compared,
               "targets": {"time_ratio": TIME_TARGET, "memory_ratio": MEMORY_TARGET},
               "command": " ".join(["python", *sys.argv])}
@@ -529,10 +542,11 @@ def levers_main(args) -> None:
     """Each lever of validate's fast path added in turn, each job in its own process, in one run."""
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    src = workdir / f"sharegpt-{args.rows}.jsonl"
+    src = workdir / (f"sharegpt-{args.rows}.jsonl" if args.texts == "one-line"
+                     else f"sharegpt-{args.texts}-{args.rows}.jsonl")
     results = {}
     try:
-        run_python(__file__, ["--generate", "--rows", str(args.rows), "--input", str(src)])
+        run_python(__file__, ["--generate", "--rows", str(args.rows), "--texts", args.texts, "--input", str(src)])
         for job in LEVERS:
             cache = workdir / f"cache-{job.key}"
             cache.mkdir(exist_ok=True)

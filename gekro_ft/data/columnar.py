@@ -317,10 +317,12 @@ class _Strings:
         if not self.data or not _maybe_irregular(self.data):
             return out
         flags = np.frombuffer(self.data.translate(_TEXT_FLAGS), np.uint8)
-        found = np.flatnonzero((flags[:-1] & flags[1:] & 3) | (flags[:-1] & 4))
-        if flags[-1] & 4:
-            found = np.append(found, len(flags) - 1)
-        out[np.searchsorted(self.offsets[1:], found, side="right")] = True
+        bad = np.empty(len(flags), bool)
+        np.not_equal((flags[:-1] & flags[1:] & 3) | (flags[:-1] & 4), 0, out=bad[:-1])
+        bad[-1] = flags[-1] & 4
+        # per string, any of its bytes (an empty string has none: reduceat would give the next's)
+        some = self.lengths > 0
+        out[some] = np.logical_or.reduceat(bad, self.offsets[:-1][some])
         return out
 
     def _edge_space(self) -> np.ndarray:
