@@ -185,7 +185,7 @@ def lever_blocks(src: str, out: str, cache: str) -> int:
 
 
 def lever_columnar(src: str, out: str, cache: str) -> int:
-    """Plainly clean rows checked per block (numpy over the bytes and the texts), one core."""
+    """Rows checked per block (decoded a batch of lines at a time, texts checked with numpy), one core."""
     from gekro_ft.data import uniform, validate_chunks
 
     uniform.decode = lambda block, schema, **kw: None  # every block as if its rows' keys differed
