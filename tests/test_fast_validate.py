@@ -418,3 +418,19 @@ def test_texts_to_normalize_stay_on_the_block_path(tmp_path, monkeypatch, schema
     assert [(f.code, f.line) for f in reference.findings] == [
         ("duplicate-row", len(lines) - 2), ("template-placeholder", len(lines) - 1), ("empty-content", len(lines))]
     assert by_row == [len(lines) - 1, len(lines)]  # the placeholder row and the empty one
+
+
+def test_ranges_shrink_towards_the_end_and_cover_the_file(tmp_path, monkeypatch):
+    from gekro_ft.data.source import line_spans
+
+    lengths = list(chunks.steps(810_000_000, 2))
+    assert lengths[0] == 810_000_000 // 4 and lengths == sorted(lengths, reverse=True)
+    assert min(lengths) == chunks.MIN_CHUNK_BYTES // 8 and sum(lengths) >= 810_000_000
+    assert sum(lengths[:-1]) < 810_000_000
+    path = write_jsonl(tmp_path / "rows.jsonl", [GOOD] * 2000)
+    monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    spans = line_spans(path, chunks.steps(path.stat().st_size, 2))
+    data = path.read_bytes()
+    assert spans[0][0] == 0 and spans[-1][1] == len(data) and len(spans) > 5
+    assert all(a[1] == b[0] and data[b[0] - 1:b[0]] == b"\n" for a, b in zip(spans, spans[1:]))
+    assert [b - a for a, b in spans[:3]] == sorted([b - a for a, b in spans[:3]], reverse=True)

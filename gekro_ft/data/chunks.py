@@ -3,8 +3,9 @@ process, the results handed back in file order.
 
 The data checks and conversions run in Python (with numpy per block of lines), so one process
 uses one core; a large file is cut into ranges that shrink towards its end (:func:`steps`), so
-that the workers finish together and progress moves as each range is done. A worker's rows and lines count from its range's start: :func:`lines_in` says
-how many lines a range holds, so the caller can offset the next range's numbers.
+that the workers finish together and progress moves as each range is done. A worker's rows
+and lines count from its range's start: :func:`lines_in` says how many lines a range holds,
+so the caller can offset the next range's numbers.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any, NamedTuple
 
 from gekro_ft.data.source import line_spans
 
-# Below this a range is not worth a worker: starting one (a fresh interpreter importing numpy)
-# costs about 0.5 s of CPU, and the block path checks a 32 MiB range (about 40,000 rows) in
-# well under a second; so a file under 64 MiB is handled in the calling process
+# Below this a range is not worth a worker: a spawned one (a fresh interpreter importing numpy,
+# where forking is not safe) costs about 0.5 s of CPU, and the block path checks a 32 MiB range
+# (about 40,000 rows) in well under a second; so a file under 64 MiB is handled in the calling
+# process
 MIN_CHUNK_BYTES = 32 << 20
 
 Span = tuple[int, int]
