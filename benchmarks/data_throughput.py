@@ -1,6 +1,7 @@
 """Data stage throughput: gekro-ft against the obvious alternative, side by side in one run.
 
-    python benchmarks/data_throughput.py [--rows 1000000] [--workdir DIR] [--keep] [--texts multi-line]
+    python benchmarks/data_throughput.py [--rows 1000000] [--workdir DIR] [--keep]
+                                         [--texts multi-line]
 
 It writes N ShareGPT rows (about 800 bytes each, so 1M rows is about 800 MB; every
 fifth row multi-turn; with ``--texts multi-line``, every second answer a few paragraphs and
@@ -92,14 +93,16 @@ def _sharegpt_row(rng: random.Random, i: int, texts: str = "one-line") -> dict:
     def text(lo: int, hi: int) -> str:
         return " ".join(rng.choices(WORDS, k=rng.randint(lo, hi)))
 
-    question, answer = text(30, 60), text(40, 80)
+    # drawn in the order the one-line rows always were (system, question, answer), so that
+    # the default file is the one every earlier figure was measured on
+    system, question, answer = text(6, 14), text(30, 60), text(40, 80)
     if texts == "multi-line":
         if i % 2:  # paragraphs and a list, as a model's answer is written
             answer = (f"{text(10, 20)}:\n\n- {text(4, 10)}\n- {text(4, 10)}\n- {text(4, 10)}\n\n"
                       f"{text(8, 16)}")
         if i % 10 == 3:
             question = f"{text(20, 40)} \u2014 \u201c{text(2, 4)}\u201d caf\u00e9 {text(5, 10)}"
-    conv = [{"from": "system", "value": text(6, 14)}, {"from": "human", "value": question},
+    conv = [{"from": "system", "value": system}, {"from": "human", "value": question},
             {"from": "gpt", "value": answer}]
     if i % 5 == 0:
         conv += [{"from": "human", "value": text(4, 12)}, {"from": "gpt", "value": text(8, 16)}]

@@ -434,3 +434,110 @@ def test_ranges_shrink_towards_the_end_and_cover_the_file(tmp_path, monkeypatch)
     assert spans[0][0] == 0 and spans[-1][1] == len(data) and len(spans) > 5
     assert all(a[1] == b[0] and data[b[0] - 1:b[0]] == b"\n" for a, b in zip(spans, spans[1:]))
     assert [b - a for a, b in spans[:3]] == sorted([b - a for a, b in spans[:3]], reverse=True)
+
+
+@pytest.mark.parametrize("schema", ["openai", "sharegpt"])
+def test_systems_are_normalized_and_lifted_as_row_by_row(tmp_path, monkeypatch, schema):
+    """Systems on the block path: a system turn first is lifted out (and normalized) as the
+    readers do, a top-level ShareGPT system too; whitespace-only ones are none for the key; a
+    placeholder in a system or texts of Unicode whitespace only go row by row, and so does a
+    blank lifted system turn (the readers say nothing of it; only the row path lifts it)."""
+    from gekro_ft.data import validate_chunks
+
+    def row(turns, system=None):
+        tag = {"system": "system", "user": "human", "assistant": "gpt"}
+        if schema == "openai":
+            return {"messages": [{"role": r, "content": c} for r, c in turns]}
+        return {"conversations": [{"from": tag[r], "value": c} for r, c in turns], "system": system}
+
+    qa = [("user", "q"), ("assistant", "a")]
+    lines = [json.dumps(row([("user", f"q {i}"), ("assistant", f"a {i}")])) for i in range(300)]
+    cases = [
+        (row([("system", "sys\nwith  breaks")] + qa), None),
+        (row([("system", "sys with breaks")] + qa), "duplicate-row"),  # of the one above
+        (row([("system", "syst\u00e8me\tok"), ("user", "q2"), ("assistant", "a2")]), None),
+        (row([("system", "syst\u00e8me ok"), ("user", "q2"), ("assistant", "a2")]), "duplicate-row"),
+        (row([("system", "{{persona}}"), ("user", "q3"), ("assistant", "a3")]), "template-placeholder"),
+        (row([("user", "open {"), ("assistant", "{ close")]), None),  # '{' '{' across two texts
+        (row([("user", "\x1c"), ("assistant", "a4")]), "empty-content"),
+        (row([("user", "q5"), ("assistant", "\x85\u3000")]), "empty-content"),
+        (row([("system", " \u3000"), ("user", "q6"), ("assistant", "a6")]), "blank lifted"),
+    ]
+    if schema == "sharegpt":
+        cases += [(row([("user", "q7"), ("assistant", "a7")], system=" "), None),
+                  (row([("user", "q7"), ("assistant", "a7")]), "duplicate-row"),  # a blank system is none
+                  (row([("user", "q8"), ("assistant", "a8")], system="top\nlevel"), None),
+                  (row([("system", "top level"), ("user", "q8"), ("assistant", "a8")]), "duplicate-row"),
+                  (row([("user", "q9"), ("assistant", "a9")], system="{{x}}"), "template-placeholder")]
+    first = len(lines) + 1
+    lines += [json.dumps(r, ensure_ascii=k % 2 == 0) for k, (r, _) in enumerate(cases)]
+    path = tmp_path / "systems.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    by_row = []
+    real = validate_chunks.check_row
+    monkeypatch.setattr(validate_chunks, "check_row", lambda raw, *a: by_row.append(raw.line) or real(raw, *a))
+    reference = validate_file(path, schema, fast=False)
+    by_row.clear()
+    assert findings(validate_file(path, schema)) == findings(reference)
+    expected = [(code, first + k) for k, (_, code) in enumerate(cases) if code and code != "blank lifted"]
+    assert [(f.code, f.line) for f in reference.findings] == expected
+    assert by_row == [first + k for k, (_, code) in enumerate(cases)
+                      if code in ("template-placeholder", "empty-content", "blank lifted")]
+
+
+def test_no_more_workers_than_ranges_worth_one_and_ranges_at_most_256_mib(tmp_path, monkeypatch):
+    assert max(chunks.steps(10 << 30, 2)) == chunks.MAX_CHUNK_BYTES
+    monkeypatch.setattr(chunks, "MIN_CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(chunks, "free_cores", lambda: 8)
+    monkeypatch.setattr(chunks, "usable_cores", lambda: 8)
+    path = write_jsonl(tmp_path / "rows.jsonl", [GOOD] * 520)  # 99 bytes a row
+    assert 3 * (16 << 10) <= path.stat().st_size < 4 * (16 << 10)
+    assert chunks.spans_for(path).workers == 3
+
+
+def _worker_signals(path, span, on_bytes):
+    import signal
+
+    return signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+
+def test_forked_workers_leave_signals_to_the_parent(tmp_path, monkeypatch):
+    """A forked worker inherits the CLI's SIGTERM handler (it raises in the parent); in the
+    worker it is set back to the default, and Ctrl-C is ignored there."""
+    import signal
+    import sys
+
+    if sys.platform != "linux":
+        pytest.skip("workers are forked on Linux only")
+    path = write_jsonl(tmp_path / "rows.jsonl", [GOOD] * 10)
+    monkeypatch.setattr(chunks, "start_method", lambda: "fork")
+    before = signal.signal(signal.SIGTERM, lambda *a: None)
+    try:
+        got = chunks.in_workers(_worker_signals, str(path), chunks.Cut([(0, 1), (1, 2)], 2), None)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert got == [(signal.SIG_DFL, signal.SIG_IGN)] * 2
+
+
+def test_the_file_progress_bar_runs_no_thread_and_draws_a_finished_range_at_once(tmp_path, monkeypatch):
+    """The data stage forks its workers only while no other thread runs, so the CLI's bar is
+    drawn from the progress callback, not by rich's refresh thread; a worker's range (one
+    call for many MiB) is drawn when it is reported, not at the next due time."""
+    import io
+    import threading
+
+    from rich.console import Console
+
+    from gekro_ft.cli import output
+
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"x" * (6 << 20))
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "err", Console(file=screen, force_terminal=True, width=100))
+    threads = threading.active_count()
+    with output.file_progress(path, "validating") as on_bytes:
+        assert threading.active_count() == threads
+        on_bytes(2 << 20)
+        on_bytes(4 << 20)  # a second range, reported within microseconds of the first
+        drawn = screen.getvalue()
+    assert "6.3/6.3 MB" in drawn, drawn[-300:]

@@ -42,10 +42,15 @@ def file_progress(path: str | Path, description: str) -> Iterator[Callable[[int]
         def on_bytes(n: int) -> None:
             nonlocal pending, drawn
             pending += n
-            if pending >= 1 << 20:  # counted per MiB, drawn at most ten times a second
+            if pending >= 1 << 20:  # counted per MiB
                 now = time.monotonic()
-                bar.update(task, advance=pending, refresh=now - drawn >= 0.1)
+                # drawn at most ten times a second as blocks are read (one call per block);
+                # always when a worker's whole range is done (a few calls a run, seconds apart,
+                # and several at once when ranges ended out of order)
+                due = now - drawn >= 0.1 or n > 1 << 20
+                bar.update(task, advance=pending, refresh=due)
                 pending = 0
-                drawn = now if now - drawn >= 0.1 else drawn
+                if due:
+                    drawn = now
 
         yield on_bytes

@@ -11,6 +11,7 @@ so the caller can offset the next range's numbers.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -23,6 +24,9 @@ from gekro_ft.data.source import line_spans
 # (about 40,000 rows) in well under a second; so a file under 64 MiB is handled in the calling
 # process
 MIN_CHUNK_BYTES = 32 << 20
+# The largest range: a Ctrl-C waits for the ranges being worked on (a worker is not stopped
+# part way), and progress moves as each one ends; 256 MiB is about 2 s of work
+MAX_CHUNK_BYTES = 256 << 20
 
 Span = tuple[int, int]
 
@@ -101,19 +105,21 @@ def spans_for(path: str | Path) -> Cut | None:
     small to be worth the workers). Either way the results are the same; only the time differs."""
     if usable_cores() < 2 or _size(path) < 2 * MIN_CHUNK_BYTES:  # before measuring the cores
         return None
-    cores = free_cores()
+    # no more workers than ranges worth one (a 100 MiB file: 3, however many cores are free)
+    cores = min(free_cores(), _size(path) // MIN_CHUNK_BYTES)
     spans = line_spans(path, steps(_size(path), cores)) if cores > 1 else None
     return Cut(spans, cores) if spans else None
 
 
 def steps(size: int, workers: int) -> Iterator[int]:
-    """The ranges' lengths: each a ``2 × workers``-th of what is left, down to an eighth of
-    :data:`MIN_CHUNK_BYTES` (4 MiB, a few thousand rows). Equal ranges (four per core) left one
-    worker alone at the end for up to a range's time, about 0.5 s of a 5 s validate of 1M
-    rows on 2 cores; shrinking ones end within a small range of each other."""
+    """The ranges' lengths: each a ``2 × workers``-th of what is left (as these lengths count
+    it; a cut moves on to the next line's start), at most :data:`MAX_CHUNK_BYTES` and down to
+    an eighth of :data:`MIN_CHUNK_BYTES` (4 MiB, a few thousand rows). Equal ranges (four per
+    core) left one worker alone at the end for up to a range's time, about 0.5 s of a 5 s
+    validate of 1M rows on 2 cores; shrinking ones end within a small range of each other."""
     smallest = max(MIN_CHUNK_BYTES // 8, 1)
     while size > 0:
-        step = max(size // (2 * workers), smallest)
+        step = min(max(size // (2 * workers), smallest), max(MAX_CHUNK_BYTES, smallest))
         yield step
         size -= step
 
@@ -140,9 +146,13 @@ def in_workers(work: Callable[..., Any], path: str, cut: Cut,
     # forked workers hash as this process does; spawned ones are given one seed
     with _one_hash_seed() if same_hash_seed and method == "spawn" else nullcontext(), \
             ProcessPoolExecutor(min(cut.workers, len(cut.spans)), mp_context=context,
-                                initializer=_leave_ctrl_c_to_the_parent) as pool:
+                                initializer=_leave_signals_to_the_parent) as pool:
         spans = cut.spans
-        futures = [pool.submit(work, path, span, None, *args) for span in spans]
+        with warnings.catch_warnings():
+            # Python 3.12+ warns at a fork whenever the process has another OS thread; numpy's
+            # OpenBLAS keeps one, and stops it around a fork itself (pthread_atfork)
+            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+            futures = [pool.submit(work, path, span, None, *args) for span in spans]
         results = []
         try:
             for span, fut in zip(spans, futures):
@@ -158,23 +168,29 @@ def in_workers(work: Callable[..., Any], path: str, cut: Cut,
 
 
 def start_method() -> str:
-    """``fork`` where it is safe: on Linux, while this process runs no other thread (a lock
-    that another thread held at the fork stays held in the child, and can hang it; Python 3.12
-    warns of it). A forked worker starts in milliseconds with this process's modules and hash
-    seed; a spawned one starts an interpreter and imports numpy and the data modules first,
-    0.3 s of a 5 s validate of 1M rows on 2 cores. Elsewhere, ``spawn``."""
+    """``fork`` where it is safe: on Linux, while this process runs no other Python thread (a
+    lock that another thread held at the fork stays held in the child, and can hang it).
+    Native threads are not counted: numpy's OpenBLAS thread stops itself around a fork, and
+    the workers run no BLAS. A forked worker starts in milliseconds with this process's
+    modules and hash seed; a spawned one starts an interpreter and imports numpy and the data
+    modules first, 0.3 s of a 5 s validate of 1M rows on 2 cores. Elsewhere, ``spawn``."""
     import sys
     import threading
 
     return "fork" if sys.platform == "linux" and threading.active_count() == 1 else "spawn"
 
 
-def _leave_ctrl_c_to_the_parent() -> None:
+def _leave_signals_to_the_parent() -> None:
     """A Ctrl-C reaches the whole process group: the parent stops, cancels what has not
-    started and says so once; a worker printing its own traceback would only add noise."""
+    started and says so once; a worker printing its own traceback would only add noise. A
+    forked worker also inherits the CLI's SIGTERM and SIGHUP handlers (they raise in the
+    parent to stop it cleanly); in a worker, the default (end) is what is wanted."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 @contextmanager

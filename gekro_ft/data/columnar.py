@@ -11,9 +11,10 @@ limits). The rest is done per block:
   normalized form (``" ".join(text.split())``, the duplicate key's) -- a character beyond
   ASCII or below the space, two spaces in a row, a space at an edge -- is normalized on its
   own; the others already are, so no definition of whitespace but ``str.split``'s (29
-  characters: ``\x1c``, ``\x85``, ``\u3000``, ...) is ever relied on. A row goes to the
-  row path for what that path would find in its texts: an empty one (``empty-content``) or
-  ``{{`` (a placeholder, maybe). The duplicate key (:func:`typed.duplicate_key`: the pieces'
+  characters: ``\\x1c``, ``\\x85``, ``\\u3000``, ...) is ever relied on. A row goes to the
+  row path for what that path may find in its texts: an empty one (``empty-content``) or
+  ``{{`` (a placeholder, maybe); also for a blank system turn to lift out, of which the readers
+  say nothing (rare; only the row path lifts it). The duplicate key (:func:`typed.duplicate_key`: the pieces'
   hashes weighted by place) comes from the normalized texts' hashes, combined per row with numpy.
 - **the shape**: each row's roles after the system turn as a number (two bits a turn); the
   distinct numbers of a block (a handful) get :func:`typed._shape_problems`'s verdict; a row
@@ -239,8 +240,9 @@ def _braced(line: bytes) -> bool:
 def _check_decoded(rows: list[Any], spec: _Schema) -> tuple[np.ndarray, np.ndarray]:
     """(clean, key) per decoded row. A text that is not its own normalized form (a newline,
     a tab, two spaces, a space at an edge, a character beyond ASCII) is normalized on its own
-    for the key; a row goes to the row path only for what the row path would find in its
-    texts: an empty one (``empty-content``) or ``{{`` (a placeholder, maybe)."""
+    for the key; a row goes to the row path for what the row path may find in its texts: an
+    empty one (``empty-content``) or ``{{`` (a placeholder, maybe), or a blank system turn
+    to lift out."""
     turns = list(map(spec.turns, rows))
     counts = np.fromiter(map(len, turns), np.int64, len(turns))
     offsets = np.zeros(len(rows) + 1, np.int64)  # each row's turns
@@ -287,13 +289,15 @@ def _roles_of(shape: int) -> tuple[str, ...]:
 
 class _Strings:
     """Decoded strings, and as one ASCII buffer with offsets for numpy to read: each string
-    that is not ASCII stands in it as ``"\x00"``.
+    that is not ASCII stands in it as ``"\\x00"`` (so ``lengths`` are lengths in the buffer;
+    0 still means empty).
 
-    ``unusual``: per string, whether it may not be its own normalized form (``" ".join(s.split())``,
+    A string is unusual when it may not be its own normalized form (``" ".join(s.split())``,
     the duplicate key's) or may hold ``{{``: a character beyond ASCII or below the space, two
-    spaces in a row, a space at an edge, or ``{{``. Only those are looked at one by one
-    (:attr:`normalized`); Python's ``str.split`` knows 29 whitespace characters (``\x1c``,
-    ``\x85``, ``\u3000``, ...), and none of them can be in a string that is not unusual."""
+    spaces in a row, a space at an edge, or ``{{``. Only those are normalized one by one, into
+    ``normalized`` (place -> text); Python's ``str.split`` knows 29 whitespace characters
+    (``\\x1c``, ``\\x85``, ``\\u3000``, ...), and none of them can be in a string that is
+    not unusual."""
 
     def __init__(self, strings: list[str]):
         joined = "".join(strings)
