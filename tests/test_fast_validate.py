@@ -382,14 +382,26 @@ def test_workers_are_forked_only_while_no_other_thread_runs():
     assert out.split() == (["fork", "spawn"] if sys.platform == "linux" else ["spawn", "spawn"])
 
 
+def validate_beside_the_reference(path, lines, schema, monkeypatch):
+    """Writes ``lines`` and validates them row by row and on the fast path, whose findings must
+    be the reference's: (the reference's report, the lines the fast path took row by row)."""
+    from gekro_ft.data import validate_chunks
+
+    path.write_text("\n".join(lines) + "\n")
+    reference = validate_file(path, schema, fast=False)
+    by_row = []
+    real = validate_chunks.check_row
+    monkeypatch.setattr(validate_chunks, "check_row", lambda raw, *a: by_row.append(raw.line) or real(raw, *a))
+    assert findings(validate_file(path, schema)) == findings(reference)
+    return reference, by_row
+
+
 @pytest.mark.parametrize("same_keys", [True, False])
 @pytest.mark.parametrize("schema", ["openai", "sharegpt"])
 def test_texts_to_normalize_stay_on_the_block_path(tmp_path, monkeypatch, schema, same_keys):
     """Multi-line answers, non-ASCII, tabs and spaces at the edges are what real texts hold;
     none of them is a finding, so their rows are checked with their block (the texts normalized
     one by one for the duplicate key) and only empty texts and placeholders go row by row."""
-    from gekro_ft.data import validate_chunks
-
     def row(question, answer, **top):
         turns = [("user", question), ("assistant", answer)]
         if schema == "openai":
@@ -406,15 +418,7 @@ def test_texts_to_normalize_stay_on_the_block_path(tmp_path, monkeypatch, schema
             lines.append(json.dumps(row(f"q {i} {v}", text.format(i=i), **top), ensure_ascii=i % 2 == 0))
     lines += [json.dumps(row("q  7\n1", "line one 7 - point - other", id=-1)),  # row 7 * 9 + 1, normalized
               json.dumps(row("q", "{{name}}", id=-2)), json.dumps(row("q", "\t\n ", id=-3))]
-    path = tmp_path / "texts.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    by_row = []
-    real = validate_chunks.check_row
-    monkeypatch.setattr(validate_chunks, "check_row", lambda raw, *a: by_row.append(raw.line) or real(raw, *a))
-    reference = validate_file(path, schema, fast=False)
-    by_row.clear()
-    fast = validate_file(path, schema)
-    assert findings(fast) == findings(reference)
+    reference, by_row = validate_beside_the_reference(tmp_path / "texts.jsonl", lines, schema, monkeypatch)
     assert [(f.code, f.line) for f in reference.findings] == [
         ("duplicate-row", len(lines) - 2), ("template-placeholder", len(lines) - 1), ("empty-content", len(lines))]
     assert by_row == [len(lines) - 1, len(lines)]  # the placeholder row and the empty one
@@ -442,8 +446,6 @@ def test_systems_are_normalized_and_lifted_as_row_by_row(tmp_path, monkeypatch, 
     readers do, a top-level ShareGPT system too; whitespace-only ones are none for the key; a
     placeholder in a system or texts of Unicode whitespace only go row by row, and so does a
     blank lifted system turn (the readers say nothing of it; only the row path lifts it)."""
-    from gekro_ft.data import validate_chunks
-
     def row(turns, system=None):
         tag = {"system": "system", "user": "human", "assistant": "gpt"}
         if schema == "openai":
@@ -471,14 +473,7 @@ def test_systems_are_normalized_and_lifted_as_row_by_row(tmp_path, monkeypatch, 
                   (row([("user", "q9"), ("assistant", "a9")], system="{{x}}"), "template-placeholder")]
     first = len(lines) + 1
     lines += [json.dumps(r, ensure_ascii=k % 2 == 0) for k, (r, _) in enumerate(cases)]
-    path = tmp_path / "systems.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    by_row = []
-    real = validate_chunks.check_row
-    monkeypatch.setattr(validate_chunks, "check_row", lambda raw, *a: by_row.append(raw.line) or real(raw, *a))
-    reference = validate_file(path, schema, fast=False)
-    by_row.clear()
-    assert findings(validate_file(path, schema)) == findings(reference)
+    reference, by_row = validate_beside_the_reference(tmp_path / "systems.jsonl", lines, schema, monkeypatch)
     expected = [(code, first + k) for k, (_, code) in enumerate(cases) if code and code != "blank lifted"]
     assert [(f.code, f.line) for f in reference.findings] == expected
     assert by_row == [first + k for k, (_, code) in enumerate(cases)
