@@ -103,11 +103,12 @@ def spans_for(path: str | Path) -> Cut | None:
     """The byte ranges to handle ``path`` in and the workers for them, or None to handle it
     whole in this process (fewer than two free cores, a gzipped or non-JSONL file, or one too
     small to be worth the workers). Either way the results are the same; only the time differs."""
-    if usable_cores() < 2 or _size(path) < 2 * MIN_CHUNK_BYTES:  # before measuring the cores
+    size = _size(path)
+    if usable_cores() < 2 or size < 2 * MIN_CHUNK_BYTES:  # before measuring the cores
         return None
     # no more workers than ranges worth one (a 100 MiB file: 3, however many cores are free)
-    cores = min(free_cores(), _size(path) // MIN_CHUNK_BYTES)
-    spans = line_spans(path, steps(_size(path), cores)) if cores > 1 else None
+    cores = min(free_cores(), size // MIN_CHUNK_BYTES)
+    spans = line_spans(path, steps(size, cores)) if cores > 1 else None
     return Cut(spans, cores) if spans else None
 
 
@@ -119,7 +120,7 @@ def steps(size: int, workers: int) -> Iterator[int]:
     validate of 1M rows on 2 cores; shrinking ones end within a small range of each other."""
     smallest = max(MIN_CHUNK_BYTES // 8, 1)
     while size > 0:
-        step = min(max(size // (2 * workers), smallest), max(MAX_CHUNK_BYTES, smallest))
+        step = min(max(size // (2 * workers), smallest), MAX_CHUNK_BYTES)
         yield step
         size -= step
 

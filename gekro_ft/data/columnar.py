@@ -13,9 +13,10 @@ limits). The rest is done per block:
   own; the others already are, so no definition of whitespace but ``str.split``'s (29
   characters: ``\\x1c``, ``\\x85``, ``\\u3000``, ...) is ever relied on. A row goes to the
   row path for what that path may find in its texts: an empty one (``empty-content``) or
-  ``{{`` (a placeholder, maybe); also for a blank system turn to lift out, of which the readers
-  say nothing (rare; only the row path lifts it). The duplicate key (:func:`typed.duplicate_key`: the pieces'
-  hashes weighted by place) comes from the normalized texts' hashes, combined per row with numpy.
+  ``{{`` (a placeholder, maybe); also for a blank system turn to lift out, of which the
+  readers say nothing (rare; only the row path lifts it). The duplicate key
+  (:func:`typed.duplicate_key`: the pieces' hashes weighted by place) comes from the
+  normalized texts' hashes, combined per row with numpy.
 - **the shape**: each row's roles after the system turn as a number (two bits a turn); the
   distinct numbers of a block (a handful) get :func:`typed._shape_problems`'s verdict; a row
   with any problem goes to the row path.
