@@ -15,7 +15,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -233,26 +232,21 @@ def _metrics(vllm) -> dict[str, float]:
 def test_metrics_show_running_requests_kv_cache_and_tokens(vllm):
     before = _metrics(vllm)
     assert before["vllm:num_requests_running"] == 0 and before["vllm:num_requests_waiting"] == 0
-    messages = ticket_prompts(2)[1]
-    result: dict = {}
-
-    def generate():
-        # a fixed length (vLLM's ignore_eos + min_tokens): a fast machine finishing a short answer
-        # between two polls made this flaky in CI
-        result["reply"] = client(vllm).chat.completions.create(
-            model="tickets", messages=messages, temperature=0, max_tokens=BUSY_TOKENS,
-            extra_body={"ignore_eos": True, "min_tokens": BUSY_TOKENS})
-
-    worker = threading.Thread(target=generate)
-    worker.start()
-    busy = []
-    while worker.is_alive():
-        now = _metrics(vllm)
-        if now["vllm:num_requests_running"] >= 1:
-            busy.append(now)
-        time.sleep(0.05)
-    worker.join()
-    assert result["reply"].usage.completion_tokens == BUSY_TOKENS
+    # Streamed and polled once its first token is out: the request is then running for
+    # BUSY_TOKENS - 1 more steps (ignore_eos + min_tokens fix the length) whatever the machine's
+    # speed. Polling beside a blocking call missed a fast CI machine's whole answer.
+    stream = client(vllm).chat.completions.create(
+        model="tickets", messages=ticket_prompts(2)[1], temperature=0, max_tokens=BUSY_TOKENS, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ignore_eos": True, "min_tokens": BUSY_TOKENS})
+    busy, usage = [], None
+    for chunk in stream:
+        if not busy and chunk.choices and chunk.choices[0].delta.content:
+            # one poll per token read until it is seen: the gauge is set a turn of vLLM's event loop
+            # after the token goes out, and the engine goes on while this stream waits unread
+            if (now := _metrics(vllm))["vllm:num_requests_running"] >= 1:
+                busy.append(now)
+        usage = chunk.usage or usage
+    assert usage is not None and usage.completion_tokens == BUSY_TOKENS
     assert busy, "never saw the request running in /metrics"
     assert max(m["vllm:kv_cache_usage_perc"] for m in busy) > 0  # its tokens held KV-cache blocks
     deadline = time.monotonic() + 30
@@ -260,7 +254,7 @@ def test_metrics_show_running_requests_kv_cache_and_tokens(vllm):
         time.sleep(0.5)
     assert after["vllm:num_requests_running"] == 0 and after["vllm:num_requests_waiting"] == 0
     generated = after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
-    assert generated == result["reply"].usage.completion_tokens
+    assert generated == usage.completion_tokens
 
 
 def test_bench_against_vllm(vllm, cli, monkeypatch):
