@@ -5,8 +5,9 @@
 
 It writes N ShareGPT rows (about 800 bytes each, so 1M rows is about 800 MB; every
 fifth row multi-turn; with ``--texts multi-line``, every second answer a few paragraphs and
-a list, and every tenth question with non-ASCII characters, as real chat data holds) and runs each of these in a fresh child process, so that the
-peak memory measured is that job's own:
+a list, and every tenth question with non-ASCII characters, as real chat data holds) and
+runs each of these in a fresh child process, so that the peak memory measured is that
+job's own:
 
 - ours: ``validate_file`` (every check, duplicates included) and ``convert_file`` to
   OpenAI JSONL, both streaming (``gekro-ft data validate FILE``,
@@ -497,17 +498,15 @@ def main() -> None:
 
     if args.levers:
         return levers_main(args)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    src = workdir / (f"sharegpt-{args.rows}.jsonl" if args.texts == "one-line"
-                     else f"sharegpt-{args.texts}-{args.rows}.jsonl")
+    src = input_path(args)
+    workdir = src.parent
     results, outputs = {}, {}
     scratch = [(workdir / f"out-{job.key}.jsonl", workdir / f"cache-{job.key}") for job in JOBS]
     try:
         progress(f"writing {args.rows:,} ShareGPT rows to {src} ...")
-        generated = run_python(__file__, ["--generate", "--rows", str(args.rows), "--texts", args.texts, "--input", str(src)])[0]
+        wrote = write_input(src, args)
         size_mb = src.stat().st_size / 1e6
-        progress(f"input: {size_mb:,.0f} MB, {'written' if generated['wrote'] else 'reused'}")
+        progress(f"input: {size_mb:,.0f} MB, {'written' if wrote else 'reused'}")
         for job, (target, cache) in zip(JOBS, scratch):
             shutil.rmtree(cache, ignore_errors=True)
             cache.mkdir()
@@ -531,9 +530,10 @@ def main() -> None:
     add_ours_both(results)
     compared = comparisons(results)
     info = machine()
-    print_report(f"{args.rows:,} ShareGPT rows ({args.texts} answers), {size_mb:,.0f} MB", info, results, compared)
-    report = {"schema_version": 1, "rows": args.rows, "texts": args.texts, "input_mb": size_mb, "machine": info,
-              "results": results, "comparisons": compared,
+    print_report(f"{args.rows:,} ShareGPT rows ({args.texts} answers), {size_mb:,.0f} MB", info,
+                 results, compared)
+    report = {"schema_version": 1, "rows": args.rows, "texts": args.texts, "input_mb": size_mb,
+              "machine": info, "results": results, "comparisons": compared,
               "targets": {"time_ratio": TIME_TARGET, "memory_ratio": MEMORY_TARGET},
               "command": " ".join(["python", *sys.argv])}
     path = workdir / "data_throughput.json"
@@ -541,15 +541,28 @@ def main() -> None:
     print(f"results: {path}")
 
 
-def levers_main(args) -> None:
-    """Each lever of validate's fast path added in turn, each job in its own process, in one run."""
+def input_path(args) -> Path:
+    """The input file's path in the run's work directory (made if need be). The one-line file
+    keeps the name every earlier run gave it, so a kept one is reused."""
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gekro-bench-data-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    src = workdir / (f"sharegpt-{args.rows}.jsonl" if args.texts == "one-line"
-                     else f"sharegpt-{args.texts}-{args.rows}.jsonl")
+    kind = "" if args.texts == "one-line" else f"{args.texts}-"
+    return workdir / f"sharegpt-{kind}{args.rows}.jsonl"
+
+
+def write_input(src: Path, args) -> bool:
+    """Write the input in a child process (unless a complete one is there); whether it wrote."""
+    command = ["--generate", "--rows", str(args.rows), "--texts", args.texts, "--input", str(src)]
+    return run_python(__file__, command)[0]["wrote"]
+
+
+def levers_main(args) -> None:
+    """Each lever of validate's fast path added in turn, each job in its own process, in one run."""
+    src = input_path(args)
+    workdir = src.parent
     results = {}
     try:
-        run_python(__file__, ["--generate", "--rows", str(args.rows), "--texts", args.texts, "--input", str(src)])
+        write_input(src, args)
         for job in LEVERS:
             cache = workdir / f"cache-{job.key}"
             cache.mkdir(exist_ok=True)
