@@ -104,6 +104,15 @@ def test_demo_killed_during_training_resumes_and_finishes(tmp_path):
     assert "stand-in" in html and "data:image/png;base64," in html  # the loss curve, inlined
     assert f"summary: {work / 'summary.html'}" in out.replace("\n", "")
 
+    # The router, calibrated against the simulated frontier while the adapter was served: the
+    # summary shows it beside the adapter alone and the frontier alone, out of sample too.
+    route = summary["route"]
+    assert route["frontier"]["simulation"] is True and route["examples"] == 8
+    assert route["local_only"] and route["frontier_only"] and route["out_of_sample"]["folds"] == 5
+    assert (work / "route" / "route.html").is_file()
+    md = (work / "summary.md").read_text()
+    assert "## Router" in md and "a **simulation**" in md and "Out of sample (5-fold" in md
+
     # Everything done: another run only re-reads it.
     third = subprocess.run([sys.executable, "-m", "gekro_ft.cli", "pipeline", "demo", "--work", str(work),
                             "--resume", *SHORT], env=env, capture_output=True, text=True, timeout=600)

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from gekro_ft.config import shipped
-from gekro_ft.errors import RouteProfileError
+from gekro_ft.errors import RouteError, RouteProfileError
 from gekro_ft.eval.metrics import build_metrics
 from gekro_ft.route.checks import build_checks
-from gekro_ft.route.calibrate import choose, sweep
+from gekro_ft.route.calibrate import Blend, choose, cross_validate, folds_of, sweep
 from gekro_ft.route.confidence import field_logprobs, scores
 from gekro_ft.route.policy import after_answer, before_generation
-from gekro_ft.route.profile import load_route_profile, route_profile_from
+from gekro_ft.route.profile import CONFIDENCE_SCORES, load_route_profile, route_profile_from
 from serving import fake_openai, free_port
 
 SECRET = "sk-route-test-0123456789"
@@ -112,12 +112,13 @@ def test_the_sweep_and_the_choice_worked_example(tmp_path):
     examples = [{"failed_checks": [], "scores": {"mean_logprob": s, "min_logprob": s, "min_field_logprob": s},
                  "local": {"output_tokens": 10}, "frontier": {"output_tokens": 20, "usd": 0.01}}
                 for s in (-0.1, -0.2, -0.9)]
-    result = sweep(metrics, ("exact_match", 1.0), examples, local_rows, frontier_rows, local_per_token=1e-5)
+    result = sweep(Blend(metrics, ("exact_match", 1.0), examples, local_rows, frontier_rows, local_per_token=1e-5))
     # local cost is paid on all 3: 30 tokens × 1e-5 = $0.0003
     mean = [p for p in result["curve"] if p["score"] == "mean_logprob" and p["checks"]]
-    # thresholds: none (checks only), -0.9, -0.2, -0.1, 0.0 -> escalate 0, 0, 1, 2, 3 examples
-    assert [p["escalated"] for p in mean] == [0, 0, 1, 2, 3]
-    t02 = mean[2]  # escalates example 2 (score -0.9 < -0.2): all three right
+    # thresholds: none (checks only), midway -0.55 and -0.15, 0.0 -> escalate 0, 1, 2, 3 examples
+    assert [p["threshold"] for p in mean] == [None, pytest.approx(-0.55), pytest.approx(-0.15), 0.0]
+    assert [p["escalated"] for p in mean] == [0, 1, 2, 3]
+    t02 = mean[1]  # escalates example 2 (score -0.9 < -0.55): all three right
     assert t02["quality"]["exact_match"] == 1.0
     assert t02["usd"] == pytest.approx(0.0003 + 0.01)
     # delivered: 10 + 10 local + 20 frontier = 40 tokens; $0.0103 / 40 × 1e6 = $257.5 per 1M
@@ -125,7 +126,67 @@ def test_the_sweep_and_the_choice_worked_example(tmp_path):
     assert result["frontier_only"]["usd"] == pytest.approx(0.03)  # no local cost
     assert result["local_only"]["quality"]["exact_match"] == pytest.approx(2 / 3)
     chosen = choose(result, "exact_match", margin=0.0)
-    assert (chosen["threshold"], chosen["escalated"]) == (-0.2, 1)
+    assert (chosen["threshold"], chosen["escalated"]) == (pytest.approx(-0.55), 1)
+
+
+def _cv_blend(tmp_path, n=40):
+    """n examples: the local answer is wrong exactly when its mean_logprob is below -1 (every
+    fourth), so a threshold learned on any four folds carries over to the fifth."""
+    metrics = build_metrics(["exact_match"], tmp_path)
+    wrong = [i % 4 == 0 for i in range(n)]
+    scores = [(-1.5 - i / 100) if w else (-0.5 + i / 1000) for i, w in enumerate(wrong)]
+    examples = [{"id": str(i), "failed_checks": [], "scores": dict.fromkeys(CONFIDENCE_SCORES, sc),
+                 "local": {"output_tokens": 10}, "frontier": {"output_tokens": 10, "usd": 0.01}}
+                for i, sc in enumerate(scores)]
+    local_rows = [{"exact_match": 0.0 if w else 1.0} for w in wrong]
+    return Blend(metrics, ("exact_match", 1.0), examples, local_rows, [{"exact_match": 1.0}] * n, 1e-6)
+
+
+def test_folds_are_seeded_disjoint_and_cover_every_example():
+    folds = folds_of(23, 5, seed=3)
+    assert sorted(i for f in folds for i in f) == list(range(23))
+    assert {len(f) for f in folds} == {4, 5}
+    assert folds == folds_of(23, 5, seed=3) and folds != folds_of(23, 5, seed=4)
+
+
+def test_cross_validation_routes_each_fold_by_a_policy_chosen_without_it(tmp_path):
+    blend = _cv_blend(tmp_path)
+    cv = cross_validate(blend, "exact_match", margin=0.0, k=5, seed=0, resamples=200)
+    # a separable score: every fold's policy escalates exactly the wrong answers it holds
+    assert cv["escalated_ids"] == [str(i) for i in range(40) if i % 4 == 0]
+    assert cv["point"]["quality"]["exact_match"] == 1.0
+    assert all(f["policy"] and f["policy"]["threshold"] is not None for f in cv["per_fold"])
+    saving = cv["intervals"]["saving_share"]
+    # local on all 40 (10 tokens x 1e-6) + 10 escalations x $0.01, against 40 x $0.01
+    assert saving["point"] == pytest.approx(1 - (40 * 10e-6 + 0.10) / 0.40)
+    assert saving["lo"] <= saving["point"] <= saving["hi"]
+    assert cv["within_margin"] and cv["intervals"]["delta_exact_match"]["point"] == 0.0
+
+
+def test_out_of_sample_is_honest_where_in_sample_flatters(tmp_path):
+    """A wrong answer with the most confident score of all: in sample the threshold is set to
+    escalate it (everything goes to the frontier), out of sample the fold that holds it learns a
+    threshold without it and keeps it local, so the held-out quality shows the miss."""
+    metrics = build_metrics(["exact_match"], tmp_path)
+    n = 40
+    wrong = [i % 5 == 0 for i in range(n)]
+    scores = [-0.001 if i == 0 else -0.1 - (i * 13 % 40) / 10 for i in range(n)]
+    examples = [{"id": str(i), "failed_checks": [], "scores": dict.fromkeys(CONFIDENCE_SCORES, sc),
+                 "local": {"output_tokens": 10}, "frontier": {"output_tokens": 10, "usd": 0.01}}
+                for i, sc in enumerate(scores)]
+    blend = Blend(metrics, ("exact_match", 1.0), examples, [{"exact_match": 0.0 if w else 1.0} for w in wrong],
+                  [{"exact_match": 1.0}] * n, 1e-6)
+    in_sample = choose(sweep(blend), "exact_match", 0.0)
+    cv = cross_validate(blend, "exact_match", 0.0, k=5, seed=0, resamples=200)
+    assert in_sample["quality"]["exact_match"] == 1.0
+    assert cv["point"]["quality"]["exact_match"] < 1.0
+    assert "0" not in cv["escalated_ids"]
+    assert not cv["within_margin"]
+
+
+def test_cross_validation_refuses_more_folds_than_examples(tmp_path):
+    with pytest.raises(RouteError, match="folds"):
+        cross_validate(_cv_blend(tmp_path, n=3), "exact_match", 0.0, k=5)
 
 
 # --- the router app against fake upstream processes ----------------------------------------------

@@ -253,3 +253,46 @@ def test_calibrate_on_the_ticket_suite_writes_a_profile_and_figures_that_recompu
     profile = load_route_profile(str(out / "route-profile.yaml"))  # the written profile loads
     assert profile.local.model == "tickets"
     assert bool(profile.checks and profile.checks.json_valid) == chosen["checks"]
+
+    # Out of sample: each fold's held-out examples routed by the policy its other folds chose.
+    from gekro_ft.route.calibrate import folds_of
+
+    oos = doc["out_of_sample"]
+    assert oos["folds"] == 5 and doc["inputs"]["seed"] == 0
+    escalated = set()
+    for fold, held in zip(oos["per_fold"], folds_of(CAL, 5, 0)):
+        rule = fold["policy"]
+        if rule is None:
+            escalated |= set(held)
+            continue
+        t = -math.inf if rule["threshold"] is None else rule["threshold"]
+        escalated |= {i for i in held if (rule["checks"] and ex[i]["failed_checks"])
+                      or (ex[i]["scores"][rule["score"]] if ex[i]["scores"][rule["score"]] is not None
+                          else -math.inf) < t}
+    assert oos["escalated_ids"] == [ex[i]["id"] for i in sorted(escalated)]
+    rows = [frontier_rows[i] if i in escalated else local_rows[i] for i in range(CAL)]
+    iv = oos["intervals"]
+    assert iv["field_f1"]["point"] == pytest.approx(sum(r["field_f1"] for r in rows) / CAL)
+    assert iv["field_f1"]["lo"] <= iv["field_f1"]["point"] <= iv["field_f1"]["hi"]
+    assert iv["delta_field_f1"]["point"] == pytest.approx(iv["field_f1"]["point"] - iv["frontier_field_f1"]["point"])
+    assert "Out of sample" in (out / "route.md").read_text()
+
+
+def test_calibrate_against_the_reference_frontier_continues_after_a_timeout(engine, tmp_path, cli):
+    """A local timeout fails the run with a message that says what to do, keeps what was
+    answered, and a rerun with a longer --timeout finishes; the frontier is the simulated one."""
+    out = tmp_path / "route"
+    args = ["route", "calibrate", "ticket-extraction", "--local", engine, "--local-model", "tickets",
+            "--frontier", "reference:ticket-extraction@0.05", "--frontier-price", "gpt-4.1-mini",
+            "--local-usd-per-1m", "0.5", "--limit", str(CAL), "--folds", "3", "--out", str(out)]
+    failed = cli(*args, "--timeout", "0.001")
+    assert failed.exit_code != 0
+    assert "timed out after 0.001 s (raise it with --timeout)" in failed.output
+    assert "a rerun asks only for the rest" in failed.output and "Traceback" not in failed.output
+    done = cli(*args)
+    assert done.exit_code == 0, done.output
+    assert "out of sample (3-fold, 95% intervals)" in done.output
+    doc = json.loads((out / "route.json").read_text())
+    frontier = doc["inputs"]["frontier"]
+    assert frontier["simulation"] is True and frontier["error_rate"] == 0.05 and frontier["kind"] == "reference"
+    assert len((out / "recordings" / "local-tickets.jsonl").read_text().splitlines()) == CAL

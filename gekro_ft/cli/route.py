@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from gekro_ft.cli.output import err, out, print_json
+from gekro_ft.progress import count_progress
+from gekro_ft.route import LOCAL_TIMEOUT_S
 
 
 @click.group()
@@ -65,15 +67,26 @@ def serve(profile: str, overrides: tuple[str, ...], prices: str | None) -> None:
 @click.option("--prices", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A price table adding to the shipped one.")
 @click.option("--limit", type=click.IntRange(min=1), help="Use only the suite's first N examples.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=LOCAL_TIMEOUT_S,
+              show_default=True, help="Seconds the local upstream may take per answer (a CPU engine is slow).")
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Local requests at once (default: the suite's endpoint concurrency).")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Cross-validation folds for the out-of-sample figures.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the folds and the bootstrap.")
 @click.option("--json", "as_json", is_flag=True, help="Print the chosen point as JSON.")
 def calibrate(suite: str, local_url: str, local_model: str, frontier: str, frontier_model: str | None,
               frontier_price: str | None, out_dir: Path, metric: str | None, margin: float, local_gpu: str | None,
               local_tokens_per_s: float | None, bench: Path | None, local_usd_per_1m: float | None,
-              requests_per_month: float, prices: Path | None, limit: int | None, as_json: bool) -> None:
+              requests_per_month: float, prices: Path | None, limit: int | None, timeout_s: float,
+              concurrency: int | None, folds: int, seed: int, as_json: bool) -> None:
     """Run SUITE through the local model and the frontier, sweep the thresholds, write the report
     and the cheapest profile whose quality stays within --margin of the frontier alone.
 
-    Answers are recorded in OUT/recordings and replayed on a rerun.
+    The threshold is chosen on all examples (in sample); the figures to decide on are out of
+    sample: --folds-fold cross-validation, with 95% bootstrap intervals. Answers are recorded in
+    OUT/recordings as they arrive; a rerun, after a failure too, asks only for the missing ones.
+    --frontier reference:SUITE@0.05 is a simulated frontier (the suite's references, 5% wrong).
 
     \b
     Example:
@@ -87,20 +100,24 @@ def calibrate(suite: str, local_url: str, local_model: str, frontier: str, front
                                  metric=metric, margin=margin, local_gpu=local_gpu,
                                  local_tokens_per_s=local_tokens_per_s, bench=bench,
                                  local_usd_per_1m=local_usd_per_1m, requests_per_month=requests_per_month,
-                                 prices=prices, limit=limit)
+                                 prices=prices, limit=limit, progress=count_progress, timeout_s=timeout_s,
+                                 concurrency=concurrency, folds=folds, seed=seed)
+    oos = doc["out_of_sample"]
     if as_json:
-        print_json({"chosen": doc["chosen"], "saving": doc["saving"], "files": {k: str(v) for k, v in paths.items()}})
+        print_json({"chosen": doc["chosen"], "saving": doc["saving"], "out_of_sample": {
+            k: oos[k] for k in ("folds", "intervals", "within_margin")},
+            "files": {k: str(v) for k, v in paths.items()}})
         return
+    from gekro_ft.route.report import out_of_sample_line, policy_rule
+
     chosen, metric_name = doc["chosen"], doc["inputs"]["metric"]
     if chosen is None:
         out.print(f"no policy keeps {metric_name} within {margin:g} of the frontier alone; no profile written")
     else:
-        rule = " and ".join([*(["a check fails"] if chosen["checks"] else []),
-                             *([f"{chosen['score']} < {chosen['threshold']:.4g}"] if chosen["threshold"] is not None
-                               else [])]) or "never"
-        out.print(f"chosen: escalate when {rule}: {chosen['escalation_rate']:.1%} escalated, {metric_name} "
-                  f"{chosen['quality'][metric_name]:.4f} (frontier alone "
+        out.print(f"chosen (in sample): {policy_rule(chosen)}: {chosen['escalation_rate']:.1%} escalated, "
+                  f"{metric_name} {chosen['quality'][metric_name]:.4f} (frontier alone "
                   f"{doc['frontier_only']['quality'][metric_name]:.4f}), "
                   f"${doc['saving']['usd_per_month']:,.2f}/month saved at {requests_per_month:,.0f} requests")
         out.print(f"profile: {paths['profile']}")
+    out.print(out_of_sample_line(doc))
     out.print(f"report: {paths['md']}, {paths['html']}")

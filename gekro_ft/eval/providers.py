@@ -12,6 +12,8 @@ Spec strings, as ``--candidate`` and ``--baseline`` take them:
                            (``ANTHROPIC_BASE_URL`` overrides the address)
 ``http(s)://HOST/v1``      any OpenAI-compatible server; ``--…-model`` names the model
 ``recording:FILE``         replay only: answers recorded earlier, no network at all
+``reference:SUITE[@RATE]`` a *simulated* frontier: the suite's references, wrong on RATE of
+                           them (default 0.05; :mod:`gekro_ft.eval.reference`)
 =========================  ==================================================================
 
 With ``served_at`` (``--served-at URL``) the candidate ``DIR`` or ``models:/…`` is judged as a
@@ -357,6 +359,12 @@ def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_d
                                 _key_env(url, key_env or endpoint.api_key_env, bool(key_env)))
     if spec.startswith("recording:"):
         return ReplayProvider(Path(spec.split(":", 1)[1]), model, spec)
+    if spec.startswith("reference:"):
+        from gekro_ft.eval.reference import ReferenceFrontier, parse_spec
+        from gekro_ft.eval.suite import load_suite
+
+        suite_name, rate = parse_spec(spec)
+        return ReferenceFrontier(load_suite(suite_name), rate, spec)
     if spec.startswith("base:"):
         return LocalProvider(spec.split(":", 1)[1], None, spec)
     if spec.startswith("models:/"):
@@ -372,4 +380,4 @@ def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_d
                             hint="for a plain model use base:DIR")
     raise ProviderError(f"cannot tell what {spec!r} is",
                         hint="use an adapter DIR, models:/NAME@ALIAS, base:MODEL, openai:MODEL, anthropic:MODEL, "
-                             "URL or recording:FILE")
+                             "URL, recording:FILE or reference:SUITE")

@@ -86,11 +86,17 @@ class CostStage(_Section):
 
 
 class RouteStage(_Section):
-    frontier_price: str | None = Field(None, description="Price-table entry the baseline is billed as "
+    frontier: str | None = Field(None, description="What the router escalates to while calibrating, as eval's "
+                                 "--baseline takes it: openai:MODEL, a URL, recording:FILE, or "
+                                 "reference:SUITE@RATE, a simulated frontier (default: eval.baseline).")
+    frontier_model: str | None = Field(None, description="The model at a frontier URL (default: eval.baseline_model "
+                                       "when the frontier is the baseline).")
+    frontier_price: str | None = Field(None, description="Price-table entry the frontier is billed as "
                                                          "(default: the suite's cost.baseline_price).")
     metric: str | None = Field(None, description="The quality kept within the margin (default: the gate's first).")
     margin: float = Field(0.02, ge=0, description="How far below the baseline alone the router may fall.")
     requests_per_month: float = Field(1e6, gt=0, description="The volume the monthly saving is stated at.")
+    folds: int = Field(5, ge=2, description="Cross-validation folds for the out-of-sample figures.")
 
 
 class Pipeline(_Section):
@@ -110,10 +116,12 @@ class Pipeline(_Section):
     @model_validator(mode="after")
     def _route_needs_what_it_compares(self):
         if self.route is not None:
-            missing = [k for k, v in (("serve", self.serve), ("cost", self.cost), ("eval.baseline", self.eval.baseline))
+            frontier = self.route.frontier or self.eval.baseline
+            missing = [k for k, v in (("serve", self.serve), ("cost", self.cost), ("route.frontier", frontier))
                        if not v]
             if missing:
-                raise ValueError(f"route: needs {', '.join(missing)} (the served adapter, its price and the baseline)")
+                raise ValueError(f"route: needs {', '.join(missing)} (the served adapter, its price and what it "
+                                 "escalates to; route.frontier defaults to eval.baseline)")
         return self
 
     @property

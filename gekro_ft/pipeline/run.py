@@ -107,9 +107,28 @@ def preflight(p: Pipeline) -> Loaded:
         attempt("cost.slo", lambda: parse_slo([f"{k}={v}" for k, v in p.cost.slo.items()]))
         if p.cost.traffic:  # its shape and values; the tokens per request come from the bench later
             attempt("cost.traffic", lambda: read_traffic(p.cost.traffic, output_tokens_per_request=1))
+    if p.route and suite is not None:
+        _check_route(p, suite, prices, attempt, problems)
     if problems:
         raise PipelineConfigError(p.source, problems, hint="nothing has run; fix these and run again")
     return Loaded(recipe, find_recipe(p.train.recipe).stem, suite, profile, prices)
+
+
+def _check_route(p: Pipeline, suite: Any, prices: Any, attempt: Callable[[str, Callable[[], Any]], Any],
+                 problems: list[str]) -> None:
+    """The route stage's frontier and price, checked before anything runs."""
+    r = p.route
+    if r.frontier and r.frontier.startswith("reference:"):
+        from gekro_ft.eval.reference import parse_spec
+        from gekro_ft.eval.suite import load_suite
+
+        attempt("route.frontier", lambda: load_suite(parse_spec(r.frontier)[0]))
+    price = r.frontier_price or (suite.cost.baseline_price if suite.cost else None)
+    if price is None:
+        problems.append("route.frontier_price: name the price-table entry the frontier is billed as "
+                        "(the suite has no cost.baseline_price)")
+    elif prices is not None:
+        attempt("route.frontier_price", lambda: prices.api_price(price))
 
 
 def run_pipeline(p: Pipeline, work: Path, resume: bool = False,
@@ -400,13 +419,16 @@ class _Stages:
         from gekro_ft.route.calibrate import run_calibration
 
         r, suite = self.p.route, self.loaded.suite
-        self.say("    route: calibrating the router against the baseline")
+        frontier = r.frontier or self.p.eval.baseline
+        frontier_model = r.frontier_model or (self.p.eval.baseline_model if not r.frontier else None)
+        self.say(f"    route: calibrating the router against {frontier}")
         run_calibration(str(suite.source), local_url=url, local_model=self.p.serve.adapter_name,
-                        frontier=self.p.eval.baseline, frontier_model=self.p.eval.baseline_model,
+                        frontier=frontier, frontier_model=frontier_model,
                         frontier_price=r.frontier_price or suite.cost.baseline_price, out_dir=self.work / "route",
                         metric=r.metric, margin=r.margin, local_gpu=self.p.cost.gpu, local_tokens_per_s=None,
                         bench=self.work / "bench" / "bench.json", local_usd_per_1m=None,
-                        requests_per_month=r.requests_per_month, prices=self.p.cost.prices, limit=self.p.eval.limit)
+                        requests_per_month=r.requests_per_month, prices=self.p.cost.prices, limit=self.p.eval.limit,
+                        folds=r.folds)
         return str(self.work / "route" / "route.json")
 
     def cost(self) -> dict[str, Any]:
@@ -497,6 +519,9 @@ def _route_summary(doc: dict[str, Any]) -> dict[str, Any] | None:
         return None
     keep = ("escalation_rate", "quality", "usd_per_1m_output_tokens", "usd_per_1m_useful_output_tokens",
             "score", "threshold")
+    oos = doc.get("out_of_sample") or {}
     return {"metric": doc["inputs"]["metric"], "margin": doc["inputs"]["margin"], "saving": doc["saving"],
+            "frontier": doc["inputs"]["frontier"], "examples": doc["inputs"]["examples"],
+            "out_of_sample": {k: oos[k] for k in ("folds", "intervals", "within_margin") if k in oos},
             **{k: {f: doc[k][f] for f in keep if f in doc[k]} if doc[k] else None
                for k in ("chosen", "local_only", "frontier_only")}}

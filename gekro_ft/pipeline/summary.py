@@ -91,6 +91,41 @@ def _num(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else ("—" if v is None else str(v))
 
 
+def _route_lines(r: dict[str, Any]) -> list[str]:
+    """The router beside its two reference points: the adapter alone and the frontier alone."""
+    metric, frontier = r["metric"], r.get("frontier") or {}
+    label = f"`{frontier.get('spec')}`" + (" (a **simulation**: the suite's references, "
+                                           f"{frontier.get('error_rate', 0):.0%} wrong)" if frontier.get("simulation")
+                                           else "")
+    rows = []
+    for name, key in (("adapter alone", "local_only"), ("router, in sample", "chosen"),
+                      ("frontier alone", "frontier_only")):
+        point = r.get(key)
+        if point:
+            rows.append([name, f"{point['escalation_rate']:.0%}", _num(point["quality"].get(metric)),
+                         _money(point.get("usd_per_1m_output_tokens")),
+                         _money(point.get("usd_per_1m_useful_output_tokens"))])
+    lines = ["## Router", "", f"Calibrated on {r.get('examples')} eval examples against {label}: the adapter "
+             f"answers first, the frontier on doubt, keeping {metric} within {r['margin']:g} of the frontier alone.",
+             "", md_table(["", "escalated", metric, "$ / 1M output", "$ / 1M useful output"], rows), ""]
+    oos = r.get("out_of_sample") or {}
+    if oos.get("intervals"):
+        from gekro_ft.route.report import interval_text
+
+        iv = oos["intervals"]
+
+        def ci(name: str, fmt: str) -> str:
+            return interval_text(iv[name], fmt)
+
+        lines += [f"Out of sample ({oos['folds']}-fold cross-validation, 95% intervals): {metric} "
+                  f"{ci(metric, '.3f')} against {ci('frontier_' + metric, '.3f')} for the frontier alone, "
+                  f"saving {ci('saving_share', '.0%')} of the frontier bill"
+                  + ("." if oos.get("within_margin") else f" — **not** within {r['margin']:g} of the frontier."), ""]
+    if not r.get("chosen"):
+        lines += ["No threshold kept the margin: no route profile was written.", ""]
+    return lines
+
+
 def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
     d, t, e, c = summary["data"], summary["training"], summary["eval"], summary["cost"]
     verdict = (e.get("verdict") or "not reached").upper()
@@ -129,6 +164,8 @@ def summary_markdown(summary: dict[str, Any], curve: bool) -> str:
                                                           for k in names]), ""]
     if c.get("full_load_usd_per_1m_output_tokens") is not None:
         lines += _cost_lines(c)
+    if summary.get("route"):
+        lines += _route_lines(summary["route"])
     lines += ["## Where everything is", "",
               md_table(["what", "where"], [[k, f"`{v}`"] for k, v in summary["paths"].items()]
                        + [["MLflow", f"`{summary['mlflow']['tracking_uri']}`, parent run "

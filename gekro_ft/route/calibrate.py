@@ -7,9 +7,11 @@ eval does). Each example gets its local answer's confidence scores, the suite's 
 (its ``json_valid`` / ``json_schema`` metrics) and both answers' per-example metric rows.
 
 A policy is (checks on or off, score, threshold): an example escalates when a check fails
-(checks on) or its score is below the threshold. For each score, every distinct value is a threshold worth trying
-(between two consecutive values nothing changes), plus ``-inf`` (checks only; ``null`` in
-the report, as is the score of an answer without tokens, which is ``-inf``). At each
+(checks on) or its score is below the threshold. For each score, the thresholds worth trying
+are the midpoints between consecutive distinct values (anywhere between two values splits
+the examples alike; the midpoint leaves new answers the widest margin), plus ``-inf`` (checks
+only; ``null`` in the report, as is the score of an answer without tokens, which is ``-inf``)
+and ``0`` (everything: a log-probability is never above 0). At each
 point, with E the escalated examples:
 
 - quality = the suite's aggregates over the blended rows (the frontier's row for i in E,
@@ -23,23 +25,37 @@ Frontier-only (everything to the frontier, no local cost) and local-only are the
 points. The chosen policy is the cheapest whose ``metric >= frontier_only.metric - margin``
 (ties: the fewer escalations); the saving is (frontier-only − chosen) cost per request × the
 stated monthly volume. Every figure is recomputable from the report's per-example rows.
+
+That choice is *in sample*: the threshold was picked on the very examples it is scored on, so
+its figures flatter it. The figures to decide on are *out of sample* (:func:`cross_validate`):
+k folds (default 5, seeded), each fold routed by the policy chosen on the others, scored as one
+blend, with seeded paired-bootstrap intervals (:mod:`gekro_ft.intervals`) on the quality, its
+difference from the frontier alone, the cost and the saving. The profile written is the policy
+chosen on all examples; the out-of-sample figures say what to expect of it on new traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gekro_ft.errors import RouteError
 from gekro_ft.eval.metrics import JsonSchemaValid, JsonValid, Metric, aggregate_names, score, success_rate
 from gekro_ft.eval.recordings import Recording, request_key
 from gekro_ft.eval.suite import Suite
+from gekro_ft.intervals import CONFIDENCE, RESAMPLES, bootstrap
+from gekro_ft.route import LOCAL_TIMEOUT_S
 from gekro_ft.route.checks import CheckSet
 from gekro_ft.route.confidence import scores as confidence_scores
 from gekro_ft.route.profile import CONFIDENCE_SCORES
+
+if TYPE_CHECKING:
+    from gekro_ft.eval.runner import Progress
 
 SCHEMA_VERSION = 1
 
@@ -53,8 +69,10 @@ class LocalAnswer:
 
 
 async def _local_answers(url: str, model: str, prompts: list[list[dict]], settings: dict[str, Any],
-                         recording: Recording, concurrency: int, timeout_s: float) -> list[LocalAnswer]:
-    """The local answers with their token log-probabilities, recorded as they arrive."""
+                         recording: Recording, concurrency: int, timeout_s: float,
+                         step: Any = None) -> list[LocalAnswer]:
+    """The local answers with their token log-probabilities, each recorded as it arrives; a
+    failure does not stop the others, so a rerun asks only for what is still missing."""
     import httpx
 
     gate = asyncio.Semaphore(concurrency)
@@ -70,23 +88,35 @@ async def _local_answers(url: str, model: str, prompts: list[list[dict]], settin
                         "model": model, "messages": messages, "max_tokens": settings["max_tokens"],
                         "temperature": settings["temperature"], "stop": settings["stop"] or None,
                         "seed": settings["seed"], "logprobs": True})
+                except httpx.TimeoutException:
+                    raise RouteError(f"timed out after {timeout_s:g} s (raise it with --timeout)") from None
                 except httpx.HTTPError as e:
-                    raise RouteError(f"the local upstream {url} failed: {type(e).__name__}") from None
+                    raise RouteError(f"{type(e).__name__}") from None
             if r.status_code != 200:
-                raise RouteError(f"the local upstream {url} answered HTTP {r.status_code}: {r.text[:200]}")
+                raise RouteError(f"HTTP {r.status_code}: {r.text[:200]}")
             body = r.json()
             lp = (body["choices"][0].get("logprobs") or {}).get("content")
             if lp is None:
-                raise RouteError(f"the local upstream {url} returned no logprobs",
-                                 hint="serve with the CPU engine or vLLM, which return them")
+                raise RouteError("no logprobs in the answer (serve with the CPU engine or vLLM, which return them)")
             rec = {"model": model, "text": body["choices"][0]["message"]["content"] or "",
                    "input_tokens": body["usage"]["prompt_tokens"], "output_tokens": body["usage"]["completion_tokens"],
                    "logprobs": [{"token": e["token"], "logprob": e["logprob"]} for e in lp]}
             recording.put(key, rec)
+        if step is not None:
+            step(1)
         return LocalAnswer(rec["text"], rec["input_tokens"], rec["output_tokens"], rec["logprobs"])
 
     async with httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout_s) as client:
-        return list(await asyncio.gather(*(one(client, p) for p in prompts)))
+        done = await asyncio.gather(*(one(client, p) for p in prompts), return_exceptions=True)
+    failed = [d for d in done if isinstance(d, BaseException)]
+    if failed:
+        unexpected = [d for d in failed if not isinstance(d, RouteError)]
+        if unexpected:
+            raise unexpected[0]
+        raise RouteError(f"the local upstream {url} failed on {len(failed)} of {len(prompts)} examples "
+                         f"(first: {failed[0]}); the {len(prompts) - len(failed)} answered are recorded in "
+                         f"{recording.path}, and a rerun asks only for the rest")
+    return [d for d in done if isinstance(d, LocalAnswer)]
 
 
 def suite_checks(suite: Suite) -> CheckSet:
@@ -94,41 +124,70 @@ def suite_checks(suite: Suite) -> CheckSet:
     return CheckSet([m for m in suite.metrics if isinstance(m, (JsonValid, JsonSchemaValid))], None, [])
 
 
-def sweep(metrics: list[Metric], success: tuple[str, float], examples: list[dict[str, Any]],
-          local_rows: list[dict], frontier_rows: list[dict], local_per_token: float) -> dict[str, Any]:
-    """Every point of the curve and the two reference points (see the module docstring)."""
-    n = len(examples)
+@dataclass
+class Blend:
+    """Everything a policy's figures are computed from: per example, its confidence scores and
+    checks, both upstreams' metric rows and token counts (``examples`` as route.json keeps them)."""
 
-    def point(escalated: set[int], local_runs: bool, **label: Any) -> dict[str, Any]:
-        rows = [frontier_rows[i] if i in escalated else local_rows[i] for i in range(n)]
+    metrics: list[Metric]
+    success: tuple[str, float]
+    examples: list[dict[str, Any]]
+    local_rows: list[dict]
+    frontier_rows: list[dict]
+    local_per_token: float
+
+    def point(self, escalated: set[int], local_runs: bool, idx: Sequence[int] | None = None,
+              **label: Any) -> dict[str, Any]:
+        """The figures of answering ``idx`` (default: every example; repeats count again, as a
+        bootstrap draw needs) with the frontier for those in ``escalated``."""
+        idx = range(len(self.examples)) if idx is None else idx
+        n = len(idx)
+        rows = [self.frontier_rows[i] if i in escalated else self.local_rows[i] for i in idx]
         quality: dict[str, float] = {}
-        for m in metrics:
+        for m in self.metrics:
             quality.update(m.aggregate(rows))
-        quality["success_rate"] = success_rate(rows, *success)
-        local_usd = sum(e["local"]["output_tokens"] for e in examples) * local_per_token if local_runs else 0.0
-        frontier_usd = sum(examples[i]["frontier"]["usd"] for i in escalated)
-        delivered = sum(examples[i]["frontier" if i in escalated else "local"]["output_tokens"] for i in range(n))
+        quality["success_rate"] = success_rate(rows, *self.success)
+        ex = self.examples
+        local_usd = sum(ex[i]["local"]["output_tokens"] for i in idx) * self.local_per_token if local_runs else 0.0
+        frontier_usd = sum(ex[i]["frontier"]["usd"] for i in idx if i in escalated)
+        delivered = sum(ex[i]["frontier" if i in escalated else "local"]["output_tokens"] for i in idx)
         usd = local_usd + frontier_usd
         per_1m = usd / delivered * 1e6 if delivered else None
-        return {**label, "escalated": len(escalated), "escalation_rate": len(escalated) / n, "quality": quality,
+        n_escalated = sum(1 for i in idx if i in escalated)
+        return {**label, "escalated": n_escalated, "escalation_rate": n_escalated / n, "quality": quality,
                 "local_usd": local_usd, "frontier_usd": frontier_usd, "usd": usd, "usd_per_request": usd / n,
                 "output_tokens": delivered, "usd_per_1m_output_tokens": per_1m,
                 "usd_per_1m_useful_output_tokens": per_1m / quality["success_rate"]
                 if per_1m is not None and quality["success_rate"] else None}
 
-    failed = {i for i, e in enumerate(examples) if e["failed_checks"]}
+
+def escalated_by(policy: dict[str, Any], examples: list[dict[str, Any]], idx: Sequence[int]) -> set[int]:
+    """The examples of ``idx`` that ``policy`` (checks, score, threshold) sends to the frontier,
+    decided as :func:`gekro_ft.route.policy.after_answer` decides a served request."""
+    threshold = -math.inf if policy["threshold"] is None else policy["threshold"]
+    return {i for i in idx if (policy["checks"] and examples[i]["failed_checks"])
+            or (policy["score"] is not None and examples[i]["scores"][policy["score"]] < threshold)}
+
+
+def sweep(blend: Blend, idx: Sequence[int] | None = None) -> dict[str, Any]:
+    """Every point of the curve over ``idx`` (default: all examples) and the two reference points
+    (see the module docstring)."""
+    idx = list(range(len(blend.examples))) if idx is None else list(idx)
+    examples = blend.examples
     curve = []
     for checks in (True, False):  # a check that escalates good answers is worth leaving out
         for name in CONFIDENCE_SCORES:
-            values = sorted({e["scores"][name] for e in examples if math.isfinite(e["scores"][name])})
-            for t in [-math.inf, *values, 0.0]:
-                escalated = (failed if checks else set()) | {i for i, e in enumerate(examples)
-                                                             if e["scores"][name] < t}
+            values = sorted({examples[i]["scores"][name] for i in idx if math.isfinite(examples[i]["scores"][name])})
+            # midway between neighbours: the same split of these examples as the values
+            # themselves, and the widest berth for a new answer's score on either side
+            for t in [-math.inf, *((a + b) / 2 for a, b in zip(values, values[1:])), 0.0]:
                 # -inf (no confidence part) is stored as null: JSON has no infinity
-                curve.append(point(escalated, True, checks=checks, score=name,
-                                   threshold=None if t == -math.inf else t))
-    return {"curve": curve, "frontier_only": point(set(range(n)), False, checks=False, score=None, threshold=None),
-            "local_only": point(set(), True, checks=False, score=None, threshold=None)}
+                policy = {"checks": checks, "score": name, "threshold": None if t == -math.inf else t}
+                curve.append(blend.point(escalated_by(policy, examples, idx), True, idx, **policy))
+    everything = set(idx)
+    return {"curve": curve,
+            "frontier_only": blend.point(everything, False, idx, checks=False, score=None, threshold=None),
+            "local_only": blend.point(set(), True, idx, checks=False, score=None, threshold=None)}
 
 
 def choose(result: dict[str, Any], metric: str, margin: float) -> dict[str, Any] | None:
@@ -138,11 +197,64 @@ def choose(result: dict[str, Any], metric: str, margin: float) -> dict[str, Any]
     return min(ok, key=lambda p: (p["usd"], p["escalated"])) if ok else None
 
 
+def folds_of(n: int, k: int, seed: int) -> list[list[int]]:
+    """``k`` folds of the ``n`` examples, a seeded shuffle dealt round-robin (sizes differ by 1 at most)."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    return [sorted(order[f::k]) for f in range(k)]
+
+
+def cross_validate(blend: Blend, metric: str, margin: float, *, k: int = 5, seed: int = 0,
+                   resamples: int = RESAMPLES, confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Out-of-sample figures: each fold's examples are routed by the policy chosen on the other
+    folds (a fold where no policy keeps the margin sends all its examples to the frontier, what a
+    careful operator would do), and the whole set of held-out decisions is then scored as one
+    blend. Intervals: a seeded paired bootstrap over the examples, the router and the frontier
+    alone resampled together, so the difference and the saving carry their own uncertainty."""
+    n = len(blend.examples)
+    if not 2 <= k <= n:
+        raise RouteError(f"cross-validation needs 2 <= folds <= examples; got {k} folds for {n} examples")
+    escalated: set[int] = set()
+    per_fold = []
+    for f, held_out in enumerate(folds_of(n, k, seed)):
+        held = set(held_out)
+        train = [i for i in range(n) if i not in held]
+        policy = choose(sweep(blend, train), metric, margin)
+        rule = {key: policy[key] for key in ("checks", "score", "threshold")} if policy else None
+        sent = set(held_out) if rule is None else escalated_by(rule, blend.examples, held_out)
+        escalated |= sent
+        per_fold.append({"fold": f, "examples": len(held_out), "policy": rule, "escalated": len(sent)})
+    everything = set(range(n))
+
+    def figures(idx: Sequence[int]) -> dict[str, float]:
+        routed = blend.point(escalated, True, idx)
+        alone = blend.point(everything, False, idx)
+        frontier_usd = alone["usd_per_request"]
+        return {metric: routed["quality"][metric], "frontier_" + metric: alone["quality"][metric],
+                "delta_" + metric: routed["quality"][metric] - alone["quality"][metric],
+                "usd_per_request": routed["usd_per_request"], "escalation_rate": routed["escalation_rate"],
+                "saving_share": 1 - routed["usd_per_request"] / frontier_usd if frontier_usd else math.nan}
+
+    intervals = bootstrap(n, figures, resamples=resamples, seed=seed, confidence=confidence)
+    point = blend.point(escalated, True)
+    return {"folds": k, "seed": seed, "per_fold": per_fold, "point": point,
+            "escalated_ids": [blend.examples[i]["id"] for i in sorted(escalated)],
+            "intervals": {name: iv.to_dict() for name, iv in intervals.items()},
+            "within_margin": intervals["delta_" + metric].point >= -margin - 1e-12,
+            "resamples": resamples, "confidence": confidence}
+
+
 def calibrate(suite: Suite, *, local_url: str, local_model: str, frontier: str, frontier_model: str | None,
               frontier_price: str | None, out_dir: Path, metric: str | None = None, margin: float = 0.02,
               local_usd_per_1m_output: float, local_cost_basis: str, requests_per_month: float = 1e6,
-              prices: Path | None = None, progress: Any = None) -> dict[str, Any]:
-    """Run the suite through both upstreams, sweep, choose; returns the report document."""
+              prices: Path | None = None, progress: Progress | None = None,
+              timeout_s: float = LOCAL_TIMEOUT_S, concurrency: int | None = None, folds: int = 5,
+              seed: int = 0) -> dict[str, Any]:
+    """Run the suite through both upstreams, sweep, choose in sample and cross-validate out of
+    sample; returns the report document. ``timeout_s`` and ``concurrency`` (default: the suite's
+    endpoint concurrency) apply to the local upstream, ``folds``/``seed`` to the cross-validation
+    and its bootstrap."""
     from gekro_ft.cost.prices import load_prices
     from gekro_ft.eval.providers import make_provider
     from gekro_ft.eval.runner import load_examples
@@ -154,16 +266,22 @@ def calibrate(suite: Suite, *, local_url: str, local_model: str, frontier: str, 
     prompts = [e.conv.prompt_messages() for e in examples]
     settings = suite.generation.model_dump()
     recordings = Path(out_dir) / "recordings"
-    local = asyncio.run(_local_answers(local_url, local_model, prompts, settings,
-                                       Recording(recordings / f"local-{_safe(local_model)}.jsonl"),
-                                       suite.endpoint.concurrency, suite.endpoint.timeout_s))
+    progress = progress or (lambda label, total: contextlib.nullcontext())
+    with progress(f"local: {local_model}", len(prompts)) as step:
+        local = asyncio.run(_local_answers(local_url, local_model, prompts, settings,
+                                           Recording(recordings / f"local-{_safe(local_model)}.jsonl"),
+                                           concurrency or suite.endpoint.concurrency, timeout_s, step))
     provider = make_provider(frontier, frontier_model, suite.endpoint, recordings)
-    remote = provider.generate([e.conv for e in examples], suite.generation)
+    with progress(f"frontier: {provider.describe()['spec']}", len(examples)) as step:
+        remote = provider.generate([e.conv for e in examples], suite.generation, step)
     failed = [i for i, a in enumerate(remote) if a.error]
     if failed:
         raise RouteError(f"the frontier failed on {len(failed)} of {len(remote)} examples "
                          f"(first: {remote[failed[0]].error})")
     price_name = frontier_price or getattr(provider, "model", None) or frontier_model
+    if not price_name:
+        raise RouteError(f"{frontier}: name the price-table entry it is billed as (--frontier-price), "
+                         "e.g. the API a reference frontier simulates")
     price = load_prices(prices).api_price(price_name)
     refs = [e.reference for e in examples]
     local_rows, _ = score(suite.metrics, [a.text for a in local], refs)
@@ -176,10 +294,11 @@ def calibrate(suite: Suite, *, local_url: str, local_model: str, frontier: str, 
             "id": ex.id, "failed_checks": checks.failures(la.text), "scores": confidence_scores(la.logprobs),
             "local": {"output_tokens": la.output_tokens, "input_tokens": la.input_tokens},
             "frontier": {"input_tokens": n_in, "output_tokens": n_out, "usd": price.bill(n_in, n_out)}})
-    per_token = local_usd_per_1m_output / 1e6
-    result = sweep(suite.metrics, (suite.success.metric, suite.success.threshold), per_example,
-                   local_rows, frontier_rows, per_token)
+    blend = Blend(suite.metrics, (suite.success.metric, suite.success.threshold), per_example,
+                  local_rows, frontier_rows, local_usd_per_1m_output / 1e6)
+    result = sweep(blend)
     chosen = choose(result, metric, margin)
+    out_of_sample = cross_validate(blend, metric, margin, k=min(folds, len(examples)), seed=seed)
     saving = None
     if chosen is not None:
         per_request = result["frontier_only"]["usd_per_request"] - chosen["usd_per_request"]
@@ -200,8 +319,10 @@ def calibrate(suite: Suite, *, local_url: str, local_model: str, frontier: str, 
                        "as_of": str(price.as_of), "source": price.source},
                    "local_usd_per_1m_output_tokens": local_usd_per_1m_output, "local_cost_basis": local_cost_basis,
                    "metric": metric, "margin": margin, "success": suite.success.model_dump(),
-                   "metrics": [m.model_dump() for m in suite.metrics], "requests_per_month": requests_per_month},
+                   "metrics": [m.model_dump() for m in suite.metrics], "requests_per_month": requests_per_month,
+                   "folds": out_of_sample["folds"], "seed": seed},
         "per_example": per_example,
+        "out_of_sample": out_of_sample,
         "local_only": result["local_only"], "frontier_only": result["frontier_only"],
         "curve": result["curve"], "chosen": chosen, "saving": saving,
     }
@@ -250,7 +371,9 @@ def run_calibration(suite_name: str, *, local_url: str, local_model: str, fronti
                     frontier_model: str | None, frontier_price: str | None, out_dir: Path,
                     metric: str | None, margin: float, local_gpu: str | None, local_tokens_per_s: float | None,
                     bench: Path | None, local_usd_per_1m: float | None, requests_per_month: float,
-                    prices: Path | None, limit: int | None = None) -> tuple[dict[str, Any], dict[str, Path]]:
+                    prices: Path | None, limit: int | None = None, progress: Progress | None = None,
+                    timeout_s: float = LOCAL_TIMEOUT_S, concurrency: int | None = None, folds: int = 5,
+                    seed: int = 0) -> tuple[dict[str, Any], dict[str, Path]]:
     """Calibrate on a suite (its first ``limit`` examples) and write the report and the chosen
     profile into ``out_dir``."""
     from gekro_ft.eval.suite import load_suite
@@ -267,7 +390,8 @@ def run_calibration(suite_name: str, *, local_url: str, local_model: str, fronti
     doc = calibrate(suite, local_url=local_url, local_model=local_model, frontier=frontier,
                     frontier_model=frontier_model, frontier_price=frontier_price, out_dir=out_dir, metric=metric,
                     margin=margin, local_usd_per_1m_output=per_1m, local_cost_basis=basis,
-                    requests_per_month=requests_per_month, prices=prices)
+                    requests_per_month=requests_per_month, prices=prices, progress=progress,
+                    timeout_s=timeout_s, concurrency=concurrency, folds=folds, seed=seed)
     checks = {}
     for m in (suite_checks(suite).metrics if doc["chosen"] and doc["chosen"]["checks"] else []):
         if isinstance(m, JsonValid):

@@ -96,10 +96,7 @@ def markdown(doc: dict[str, Any]) -> str:
     headers = ["policy", "escalated", metric, "success rate", "$ / 1M output", "$ / 1M useful output", "$ / request"]
     rows = [row("frontier only", doc["frontier_only"]), row("local only", doc["local_only"])]
     if doc["chosen"]:
-        c = doc["chosen"]
-        rule = " and ".join([*(["a check fails"] if c["checks"] else []),
-                             *([f"{c['score']} < {c['threshold']:.4g}"] if c["threshold"] is not None else [])])
-        rows.append(row(f"chosen: escalate when {rule or 'never'}", c))
+        rows.append(row(f"chosen: {policy_rule(doc['chosen'])}", doc["chosen"]))
     lines = [f"# Route calibration: {inputs['suite']}", "",
              f"{inputs['examples']} examples through the local model `{inputs['local']['model']}` "
              f"({inputs['local']['url']}) and the frontier `{inputs['frontier'].get('spec')}`. "
@@ -108,6 +105,8 @@ def markdown(doc: dict[str, Any]) -> str:
              f"per 1M, as of {inputs['frontier_price']['as_of']}); local at "
              f"{_usd(inputs['local_usd_per_1m_output_tokens'])} per 1M output tokens ({inputs['local_cost_basis']}).",
              "", f"Rule: the cheapest policy with `{metric} >= frontier_only.{metric} - {inputs['margin']:g}`.", "",
+             *_out_of_sample_lines(doc),
+             "## In sample: the threshold chosen and scored on the same examples", "",
              md_table(headers, rows), ""]
     if doc["chosen"] and doc["saving"]:
         s = doc["saving"]
@@ -120,3 +119,48 @@ def markdown(doc: dict[str, Any]) -> str:
               "Every figure is recomputed from `route.json`'s `per_example` rows and `inputs` "
               "(see `gekro_ft/route/calibrate.py` for the formulas).", ""]
     return "\n".join(lines)
+
+
+def interval_text(iv: dict[str, Any], fmt: str) -> str:
+    """``point [lo, hi]`` of an interval as :mod:`gekro_ft.intervals` writes it."""
+    return f"{iv['point']:{fmt}} [{iv['lo']:{fmt}}, {iv['hi']:{fmt}}]"
+
+
+def out_of_sample_line(doc: dict[str, Any]) -> str:
+    """One line of the figures to decide on, for the CLI."""
+    oos, metric = doc["out_of_sample"], doc["inputs"]["metric"]
+    iv = oos["intervals"]
+    pct = f"{iv['saving_share']['confidence']:.0%}"
+    return (f"out of sample ({oos['folds']}-fold, {pct} intervals): {metric} "
+            f"{interval_text(iv[metric], '.4f')} vs frontier alone {interval_text(iv['frontier_' + metric], '.4f')}; "
+            f"saving {interval_text(iv['saving_share'], '.1%')} of the frontier bill; escalated "
+            f"{interval_text(iv['escalation_rate'], '.1%')}"
+            + ("" if oos["within_margin"] else f"; NOT within the margin of {doc['inputs']['margin']:g}"))
+
+
+def _out_of_sample_lines(doc: dict[str, Any]) -> list[str]:
+    oos, inputs = doc["out_of_sample"], doc["inputs"]
+    metric, iv = inputs["metric"], oos["intervals"]
+    pct = f"{iv['saving_share']['confidence']:.0%}"
+    rows = [[f"{metric}, routed", interval_text(iv[metric], ".4f")],
+            [f"{metric}, frontier alone", interval_text(iv["frontier_" + metric], ".4f")],
+            [f"{metric}, routed − frontier alone (paired)", interval_text(iv["delta_" + metric], "+.4f")],
+            ["escalated", interval_text(iv["escalation_rate"], ".1%")],
+            ["$ / request, routed", interval_text(iv["usd_per_request"], ".6f")],
+            ["saving, share of the frontier-only bill", interval_text(iv["saving_share"], ".1%")]]
+    policies = [[f["fold"], f["examples"], policy_rule(f["policy"]) if f["policy"] else "none within the margin: "
+                 "all to the frontier", f["escalated"]] for f in oos["per_fold"]]
+    verdict = ("within" if oos["within_margin"] else "**not** within")
+    return ["## Out of sample: the figures to decide on", "",
+            f"{oos['folds']}-fold cross-validation (seed {oos['seed']}): each fold routed by the policy chosen on "
+            f"the other folds, then all held-out decisions scored as one blend. Intervals: {pct}, seeded paired "
+            f"bootstrap over the {inputs['examples']} examples ({oos['resamples']} resamples). The routed "
+            f"{metric} is {verdict} {inputs['margin']:g} of the frontier alone.", "",
+            md_table(["figure", f"value [{pct} interval]"], rows), "",
+            md_table(["fold", "examples", "policy chosen on the other folds", "escalated"], policies), ""]
+
+
+def policy_rule(policy: dict[str, Any]) -> str:
+    parts = [*(["a check fails"] if policy["checks"] else []),
+             *([f"{policy['score']} < {policy['threshold']:.4g}"] if policy["threshold"] is not None else [])]
+    return "escalate when " + (" or ".join(parts) or "never")
