@@ -416,6 +416,7 @@ class _Stages:
 
     def route(self, url: str) -> str:
         """calibrate the router on the eval set: the adapter first, the baseline on doubt"""
+        from gekro_ft.progress import count_progress
         from gekro_ft.route.calibrate import run_calibration
 
         r, suite = self.p.route, self.loaded.suite
@@ -428,7 +429,7 @@ class _Stages:
                         metric=r.metric, margin=r.margin, local_gpu=self.p.cost.gpu, local_tokens_per_s=None,
                         bench=self.work / "bench" / "bench.json", local_usd_per_1m=None,
                         requests_per_month=r.requests_per_month, prices=self.p.cost.prices, limit=self.p.eval.limit,
-                        folds=r.folds)
+                        folds=r.folds, progress=count_progress)
         return str(self.work / "route" / "route.json")
 
     def cost(self) -> dict[str, Any]:

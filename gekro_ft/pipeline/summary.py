@@ -121,6 +121,10 @@ def _route_lines(r: dict[str, Any]) -> list[str]:
                   f"{ci(metric, '.3f')} against {ci('frontier_' + metric, '.3f')} for the frontier alone, "
                   f"saving {ci('saving_share', '.0%')} of the frontier bill"
                   + ("." if oos.get("within_margin") else f" — **not** within {r['margin']:g} of the frontier."), ""]
+        if iv["saving_share"]["point"] < 0:
+            from gekro_ft.route.report import NO_SAVING
+
+            lines += [NO_SAVING, ""]
     if not r.get("chosen"):
         lines += ["No threshold kept the margin: no route profile was written.", ""]
     return lines

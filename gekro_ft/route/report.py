@@ -113,12 +113,18 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += [f"**Saving against frontier-only at that quality:** {_usd(s['usd_per_month'], 2)} a month at "
                   f"{s['requests_per_month']:,.0f} requests a month "
                   f"({s['share_of_frontier_bill']:.0%} of the frontier-only bill).", ""]
+        if s["usd_per_request"] < 0:
+            lines += [NO_SAVING, ""]
     else:
         lines += ["**No policy stays within the margin**: every threshold loses too much quality; no profile written.", ""]
     lines += ["![quality vs cost](quality_vs_cost.png)", "", "![escalation rate](escalation_rate.png)", "",
               "Every figure is recomputed from `route.json`'s `per_example` rows and `inputs` "
               "(see `gekro_ft/route/calibrate.py` for the formulas).", ""]
     return "\n".join(lines)
+
+
+NO_SAVING = ("**Routing does not pay at this margin**: the local model answers every request first, and "
+             "keeping the quality takes so many escalations that the frontier alone costs less.")
 
 
 def interval_text(iv: dict[str, Any], fmt: str) -> str:
@@ -135,7 +141,8 @@ def out_of_sample_line(doc: dict[str, Any]) -> str:
             f"{interval_text(iv[metric], '.4f')} vs frontier alone {interval_text(iv['frontier_' + metric], '.4f')}; "
             f"saving {interval_text(iv['saving_share'], '.1%')} of the frontier bill; escalated "
             f"{interval_text(iv['escalation_rate'], '.1%')}"
-            + ("" if oos["within_margin"] else f"; NOT within the margin of {doc['inputs']['margin']:g}"))
+            + ("" if oos["within_margin"] else f"; NOT within the margin of {doc['inputs']['margin']:g}")
+            + ("; routing costs more than the frontier alone" if iv["saving_share"]["point"] < 0 else ""))
 
 
 def _out_of_sample_lines(doc: dict[str, Any]) -> list[str]:
