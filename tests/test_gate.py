@@ -20,7 +20,7 @@ def test_typical_gate_passes_with_its_breakdown():
         Comparison("candidate.field_f1 >= baseline.field_f1 - 0.02", 0.80, pytest.approx(0.79), True),
         Comparison("candidate.json_valid >= 0.98", 0.99, 0.98, True)]
     assert v.to_dict()["comparisons"][1] == {"text": "candidate.json_valid >= 0.98", "left": 0.99,
-                                             "right": 0.98, "held": True}
+                                             "right": 0.98, "held": True, "bounded": False}
 
 
 def test_typical_gate_fails_and_still_reports_every_comparison():
@@ -32,7 +32,7 @@ def test_typical_gate_fails_and_still_reports_every_comparison():
 
 def test_names_per_side():
     g = parse_gate(TYPICAL)
-    assert g.names() == {"candidate": {"field_f1", "json_valid"}, "baseline": {"field_f1"}}
+    assert g.names() == {"candidate": {"field_f1", "json_valid"}, "baseline": {"field_f1"}, "delta": set()}
     assert g.needs_baseline
     assert not parse_gate("candidate.exact_match > 0.4").needs_baseline
 
@@ -84,9 +84,13 @@ def test_multiline_yaml_text_is_one_expression():
     ("candidate['x'] > 0", "candidate['x']", "subscripts are not allowed"),
     ("(lambda: 1)() > 0", "(lambda: 1)()", "function calls are not allowed"),
     ("(lambda: 1) > 0", "lambda: 1", "lambdas are not allowed"),
-    ("x > 0.5", "x", "the only names are candidate.NAME and baseline.NAME"),
+    ("x > 0.5", "x", "the only names are candidate.NAME, baseline.NAME and delta.NAME"),
     ("candidate > 0.5", "candidate", "name a metric: candidate.NAME"),
-    ("candidate.x.real > 0", "candidate.x.real", "only candidate.NAME and baseline.NAME"),
+    ("candidate.x.real > 0", "candidate.x.real", "after a metric only .lo and .hi (its interval's bounds) may "
+                                                 "follow, not .real"),
+    ("candidate.x.lo.hi > 0", "candidate.x.lo", "only candidate.NAME, baseline.NAME and delta.NAME"),
+    ("other.x.lo > 0", "other.x", "only candidate.NAME, baseline.NAME and delta.NAME"),
+    ("delta > 0", "delta", "name a metric: delta.NAME"),
     ("candidate.x in (1, 2)", "candidate.x in (1, 2)", "only the comparisons"),
     ("candidate.x is 1", "candidate.x is 1", "only the comparisons"),
     ("candidate.x > True", "True", "True is not a number"),
@@ -170,3 +174,46 @@ def test_a_metric_that_is_not_a_number_is_undecided():
         g.evaluate({"exact_match": "0.9"}, None)
     with pytest.raises(GateError, match="not a number"):
         g.evaluate({"exact_match": True}, None)
+
+
+# --- bounds and the paired difference -------------------------------------------------------------
+
+INTERVALS = {"candidate": {"field_f1": {"lo": 0.70, "hi": 0.88}},
+             "baseline": {"field_f1": {"lo": 0.72, "hi": 0.90}},
+             "delta": {"field_f1": {"lo": -0.05, "hi": 0.03}}}
+
+
+def test_delta_is_candidate_minus_baseline_and_needs_a_baseline():
+    g = parse_gate("delta.field_f1 >= -0.02")
+    assert g.needs_baseline and g.names()["delta"] == {"field_f1"}
+    v = g.evaluate(CAND, BASE)
+    assert v.comparisons[0].left == pytest.approx(0.80 - 0.81) and v.passed
+    with pytest.raises(GateError, match="delta.field_f1 but there is no baseline"):
+        g.evaluate(CAND, None)
+
+
+def test_bounds_read_the_intervals_and_mark_the_comparison():
+    g = parse_gate("delta.field_f1.lo >= -0.02 and candidate.field_f1.hi > baseline.field_f1.lo")
+    v = g.evaluate(CAND, BASE, INTERVALS)
+    assert [c.left for c in v.comparisons] == [-0.05, 0.88] and v.comparisons[1].right == 0.72
+    assert [c.held for c in v.comparisons] == [False, True] and not v.passed
+    assert all(c.bounded for c in v.comparisons)
+    assert not parse_gate(TYPICAL).evaluate(CAND, BASE).comparisons[0].bounded
+
+
+def test_a_bound_without_an_interval_fails_closed():
+    g = parse_gate("delta.field_f1.lo >= 0")
+    with pytest.raises(GateError, match="delta.field_f1.lo: no interval was computed"):
+        g.evaluate(CAND, BASE)
+    with pytest.raises(GateError, match="nan; cannot decide"):
+        g.evaluate(CAND, BASE, {"delta": {"field_f1": {"lo": float("nan"), "hi": 0.0}}})
+
+
+def test_bounds_as_points_for_a_bootstrap_draw():
+    v = parse_gate("candidate.field_f1.lo >= 0.75").evaluate(CAND, BASE, bounds_as_points=True)
+    assert v.comparisons[0].left == 0.80 and v.passed
+
+
+def test_unknown_delta_metric_is_named_with_what_is_available():
+    with pytest.raises(GateError, match=r"unknown delta metric\(s\) delta.nope"):
+        parse_gate("delta.nope.lo > 0").check(["field_f1"], ["field_f1"])

@@ -2,10 +2,14 @@
 
     candidate.field_f1 >= baseline.field_f1 - 0.02 and candidate.json_valid >= 0.98
 
+    delta.field_f1.lo >= -0.02          # the paired difference's lower 95% bound
+
 Grammar: ``and``/``or``/``not``, comparisons ``< <= > >= == !=`` (chained as in Python:
 ``0.5 <= candidate.x < 1``), arithmetic ``+ - * /`` and unary ``-``, parentheses, numbers,
-and ``candidate.NAME`` / ``baseline.NAME``. Nothing else: no calls, subscripts, other
-names, strings, booleans, ``**``, conditional expressions, comments.
+and the references: ``candidate.NAME`` / ``baseline.NAME`` (the aggregates), ``delta.NAME``
+(candidate − baseline), and any of them with ``.lo`` or ``.hi``: the bounds of its seeded
+paired-bootstrap interval (:mod:`gekro_ft.eval.uncertainty`). Nothing else: no calls,
+subscripts, other names, strings, booleans, ``**``, conditional expressions, comments.
 
 Why Python's parser (``ast.parse(mode="eval")``) rather than a hand-written one: the gate
 reads as Python, so precedence and chained comparisons behave exactly as a reader expects,
@@ -13,8 +17,9 @@ and syntax errors come with positions. The tree is only *walked*: each node is c
 against the whitelist above, and evaluated by this module. Nothing is compiled or run
 by Python.
 
-Failing closed: an unknown metric, a baseline reference with no baseline, a division by
-zero, a NaN or infinite value raise ``GateError`` ("could not decide"), never a pass.
+Failing closed: an unknown metric, a baseline or delta reference with no baseline, a bound
+with no interval, a division by zero, a NaN or infinite value raise ``GateError`` ("could not
+decide"), never a pass.
 Every comparison is evaluated (no short-circuit), so the report shows all of them.
 """
 
@@ -29,6 +34,8 @@ from typing import Any, Callable, Iterable
 from gekro_ft.errors import GateError
 
 SIDES = ("candidate", "baseline")
+REFERENCES = (*SIDES, "delta")  # delta.NAME = candidate.NAME - baseline.NAME
+BOUNDS = ("lo", "hi")
 MAX_LENGTH = 2000
 
 _COMPARE: dict[type, tuple[str, Callable[[float, float], bool]]] = {
@@ -57,6 +64,7 @@ class Comparison:
     left: float
     right: float
     held: bool
+    bounded: bool = False  # a side used an interval bound (.lo/.hi): the uncertainty is in the gate
 
 
 @dataclass
@@ -79,42 +87,53 @@ class Gate:
     def __init__(self, text: str, tree: ast.Expression):
         self.text = text
         self._tree = tree
-        self._names: dict[str, set[str]] = {side: set() for side in SIDES}
+        self._names: dict[str, set[str]] = {ref: set() for ref in REFERENCES}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute):
-                self._names[node.value.id].add(node.attr)  # type: ignore[attr-defined]
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                self._names[node.value.id].add(node.attr)
 
     def names(self) -> dict[str, frozenset[str]]:
-        """The metric names referred to, per side: ``{"candidate": {...}, "baseline": {...}}``."""
-        return {side: frozenset(names) for side, names in self._names.items()}
+        """The metric names referred to, per reference: ``{"candidate": {...}, "baseline": {...},
+        "delta": {...}}`` (bounds or not)."""
+        return {ref: frozenset(names) for ref, names in self._names.items()}
+
+    def metric_names(self) -> frozenset[str]:
+        """Every metric the gate compares, whichever side or difference it reads."""
+        return frozenset().union(*self._names.values())
 
     @property
     def needs_baseline(self) -> bool:
-        return bool(self._names["baseline"])
+        return bool(self._names["baseline"] or self._names["delta"])
 
     def check(self, candidate: Iterable[str], baseline: Iterable[str] | None) -> None:
         """Raise ``GateError`` naming every referenced metric that the sides do not have."""
         problems = []
         if baseline is None and self.needs_baseline:
-            problems.append("the gate refers to baseline."
-                            f"{', baseline.'.join(sorted(self._names['baseline']))} but there is no baseline")
-        for side, available in (("candidate", candidate), ("baseline", baseline)):
+            used = [f"{ref}.{n}" for ref in ("baseline", "delta") for n in sorted(self._names[ref])]
+            problems.append(f"the gate refers to {', '.join(used)} but there is no baseline")
+        both = None if baseline is None else set(candidate) & set(baseline)
+        for ref, available in (("candidate", candidate), ("baseline", baseline), ("delta", both)):
             if available is None:
                 continue
             available = set(available)
-            unknown = sorted(self._names[side] - available)
+            unknown = sorted(self._names[ref] - available)
             if unknown:
-                problems.append(f"unknown {side} metric(s) {', '.join(f'{side}.{n}' for n in unknown)} "
+                problems.append(f"unknown {ref} metric(s) {', '.join(f'{ref}.{n}' for n in unknown)} "
                                 f"(available: {', '.join(sorted(available)) or 'none'})")
         if problems:
             raise GateError(f"gate {self.text!r}: " + "; ".join(problems))
 
-    def evaluate(self, candidate: dict[str, float], baseline: dict[str, float] | None) -> Verdict:
-        """The verdict on these aggregates; ``GateError`` when it cannot be decided."""
+    def evaluate(self, candidate: dict[str, float], baseline: dict[str, float] | None,
+                 intervals: dict[str, dict[str, dict[str, float]]] | None = None,
+                 bounds_as_points: bool = False) -> Verdict:
+        """The verdict on these aggregates; ``GateError`` when it cannot be decided.
+        ``intervals`` (``{"candidate"|"baseline"|"delta": {NAME: {"lo", "hi"}}}``) gives the
+        bounds; ``bounds_as_points`` reads a bound as its figure (a bootstrap draw has no
+        interval of its own)."""
         self.check(candidate, baseline)
         comparisons: list[Comparison] = []
         sides = {"candidate": candidate, "baseline": baseline or {}}
-        passed = _Evaluator(self.text, sides, comparisons).truth(self._tree.body)
+        passed = _Evaluator(self.text, sides, comparisons, intervals or {}, bounds_as_points).truth(self._tree.body)
         return Verdict(passed=passed is True, comparisons=comparisons)
 
     def __repr__(self) -> str:
@@ -200,10 +219,7 @@ def _kind(node: ast.AST) -> str:
         _expect(node.right, "number")
         return "number"
     if isinstance(node, ast.Attribute):
-        if not (isinstance(node.value, ast.Name) and node.value.id in SIDES):
-            raise _Rejected(node, "only candidate.NAME and baseline.NAME refer to metrics")
-        if node.attr.startswith("_"):
-            raise _Rejected(node, "metric names do not start with '_'")
+        _reference(node)
         return "number"
     if isinstance(node, ast.Constant):
         value = node.value
@@ -214,10 +230,25 @@ def _kind(node: ast.AST) -> str:
             raise _Rejected(node, "numbers must be finite")
         return "number"
     if isinstance(node, ast.Name):
-        if node.id in SIDES:
+        if node.id in REFERENCES:
             raise _Rejected(node, f"name a metric: {node.id}.NAME")
-        raise _Rejected(node, "the only names are candidate.NAME and baseline.NAME")
+        raise _Rejected(node, "the only names are candidate.NAME, baseline.NAME and delta.NAME")
     raise _Rejected(node, _REFUSED.get(type(node), f"{type(node).__name__} expressions are not allowed"))
+
+
+def _reference(node: ast.Attribute) -> tuple[str, str, str | None]:
+    """(candidate|baseline|delta, metric, lo|hi|None) of ``REF.NAME`` or ``REF.NAME.lo/.hi``."""
+    bound = None
+    if isinstance(node.value, ast.Attribute):
+        if node.attr not in BOUNDS:
+            raise _Rejected(node, f"after a metric only .lo and .hi (its interval's bounds) may follow, "
+                                  f"not .{node.attr}")
+        bound, node = node.attr, node.value
+    if not (isinstance(node.value, ast.Name) and node.value.id in REFERENCES):
+        raise _Rejected(node, "only candidate.NAME, baseline.NAME and delta.NAME refer to metrics")
+    if node.attr.startswith("_"):
+        raise _Rejected(node, "metric names do not start with '_'")
+    return node.value.id, node.attr, bound
 
 
 def _expect(node: ast.AST, kind: str) -> None:
@@ -229,8 +260,10 @@ def _expect(node: ast.AST, kind: str) -> None:
 class _Evaluator:
     """Walks a checked tree; every comparison is recorded, none is skipped."""
 
-    def __init__(self, text: str, sides: dict[str, dict[str, float]], comparisons: list[Comparison]):
+    def __init__(self, text: str, sides: dict[str, dict[str, float]], comparisons: list[Comparison],
+                 intervals: dict[str, dict[str, dict[str, float]]], bounds_as_points: bool):
         self.text, self.sides, self.comparisons = text, sides, comparisons
+        self.intervals, self.bounds_as_points = intervals, bounds_as_points
 
     def _src(self, node: ast.AST) -> str:
         return ast.get_source_segment(self.text, node) or ast.unparse(node)
@@ -243,6 +276,8 @@ class _Evaluator:
             return not self.truth(node.operand)
         assert isinstance(node, ast.Compare)
         left_node, left = node.left, self.number(node.left)
+        bounded = any(isinstance(n, ast.Attribute) and n.attr in BOUNDS and isinstance(n.value, ast.Attribute)
+                      for n in ast.walk(node))
         held_all = True
         for op, right_node in zip(node.ops, node.comparators):
             right = self.number(right_node)
@@ -250,7 +285,7 @@ class _Evaluator:
             held = compare(left, right)
             text = self._src(node) if len(node.ops) == 1 \
                 else f"{self._src(left_node)} {symbol} {self._src(right_node)}"
-            self.comparisons.append(Comparison(text=text, left=left, right=right, held=held))
+            self.comparisons.append(Comparison(text=text, left=left, right=right, held=held, bounded=bounded))
             held_all = held_all and held
             left_node, left = right_node, right
         return held_all
@@ -259,11 +294,16 @@ class _Evaluator:
         if isinstance(node, ast.Constant):
             return float(node.value)
         if isinstance(node, ast.Attribute):
-            side, name = node.value.id, node.attr  # type: ignore[attr-defined]
-            value = self.sides[side][name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise GateError(f"gate: {side}.{name} is {value!r}, not a number")
-            return self._finite(float(value), f"{side}.{name}")
+            ref, name, bound = _reference(node)
+            if bound is not None and not self.bounds_as_points:
+                value = (self.intervals.get(ref) or {}).get(name, {}).get(bound)
+                if value is None:
+                    raise GateError(f"gate: {ref}.{name}.{bound}: no interval was computed for it")
+                return self._finite(float(value), f"{ref}.{name}.{bound}")
+            if ref == "delta":
+                return self._finite(self._figure("candidate", name) - self._figure("baseline", name),
+                                    f"delta.{name}")
+            return self._figure(ref, name)
         if isinstance(node, ast.UnaryOp):
             return -self.number(node.operand)
         assert isinstance(node, ast.BinOp)
@@ -271,6 +311,12 @@ class _Evaluator:
         if isinstance(node.op, ast.Div) and right == 0:
             raise GateError(f"gate: division by zero in `{self._src(node)}` ({left:g} / {right:g})")
         return self._finite(_ARITH[type(node.op)][1](left, right), f"`{self._src(node)}`")
+
+    def _figure(self, side: str, name: str) -> float:
+        value = self.sides[side][name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise GateError(f"gate: {side}.{name} is {value!r}, not a number")
+        return self._finite(float(value), f"{side}.{name}")
 
     @staticmethod
     def _finite(value: float, what: str) -> float:

@@ -35,12 +35,19 @@ def _plot_aggregates(report: dict[str, Any], path: Path) -> Path:
     width = 0.8 / max(1, len(report["sides"]))
     for k, (role, side) in enumerate(report["sides"].items()):
         xs = [i + k * width for i in range(len(names))]
-        ax.bar(xs, [side["aggregates"][n] for n in names], width, label=f"{role}: {side['provider']['spec']}")
+        values = [side["aggregates"][n] for n in names]
+        ivs = side.get("intervals") or {}
+        # error bars: the bootstrap interval around the aggregate (none where there is no interval)
+        err = [[max(0.0, v - ivs[n]["lo"]) if n in ivs else 0.0 for v, n in zip(values, names)],
+               [max(0.0, ivs[n]["hi"] - v) if n in ivs else 0.0 for v, n in zip(values, names)]]
+        ax.bar(xs, values, width, yerr=err, capsize=3, label=f"{role}: {side['provider']['spec']}")
     ax.set_xticks([i + width * (len(report["sides"]) - 1) / 2 for i in range(len(names))], names,
                   rotation=30, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (higher is better)")
-    ax.set_title(f"{report['suite']['name']}: {report['suite']['examples']} examples")
+    conf = (report.get("intervals") or {}).get("confidence")
+    ax.set_title(f"{report['suite']['name']}: {report['suite']['examples']} examples"
+                 + (f" (bars: {conf:.0%} bootstrap intervals)" if conf else ""))
     ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)
 
@@ -62,9 +69,11 @@ def _markdown(r: dict[str, Any]) -> str:
                   + ("(moved" + (f"; replaced version {promo['previous']})" if promo.get("previous") else ")")
                      if promo.get("changed") else f"(not moved: {promo.get('reason', 'already there')})"), ""]
     if gate["comparisons"]:
-        lines += ["## Gate", "", md_table(["condition", "left", "right", "holds"],
+        lines += ["## Gate", "", md_table(["condition", "left", "right", "holds", "left − right, interval"],
                                           [[c.get("text"), c.get("left"), c.get("right"),
-                                            "yes" if c.get("held") else "no"] for c in gate["comparisons"]]), ""]
+                                            "yes" if c.get("held") else "no", _difference(c)]
+                                           for c in gate["comparisons"]]), ""]
+        lines += [f"- {note}" for note in gate.get("notes") or []] + ([""] if gate.get("notes") else [])
     lines += ["## Inputs", "", md_table(["", *roles], [
         ["spec", *[sides[x]["provider"]["spec"] for x in roles]],
         ["kind", *[sides[x]["provider"]["kind"] for x in roles]],
@@ -74,13 +83,25 @@ def _markdown(r: dict[str, Any]) -> str:
             f"generation: {suite['generation']}; success: {suite['success']['metric']} ≥ "
             f"{suite['success']['threshold']}.", ""]
     names = sorted({k for x in roles for k in sides[x]["aggregates"]})
-    rows = [[n, *[sides[x]["aggregates"].get(n) for x in roles]] for n in names]
-    if len(roles) == 2:
-        for row in rows:
-            a, b = row[1], row[2]
-            row.append(a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None)
-    lines += ["## Aggregates", "", md_table(["metric", *roles, *(["candidate − baseline"] if len(roles) == 2 else [])],
-                                            rows), "", "![aggregates](aggregates.png)", ""]
+    iv = r.get("intervals")
+    pct = f"{iv['confidence']:.0%}" if iv else ""
+    rows = []
+    for n in names:
+        row: list[Any] = [n]
+        for x in roles:
+            row += [sides[x]["aggregates"].get(n), _bounds((sides[x].get("intervals") or {}).get(n))]
+        if len(roles) == 2:
+            a, b = sides["candidate"]["aggregates"].get(n), sides["baseline"]["aggregates"].get(n)
+            row += [a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None,
+                    _bounds((r.get("delta") or {}).get(n))]
+        rows.append(row)
+    headers = ["metric", *[h for x in roles for h in (x, f"{pct} CI")],
+               *(["candidate − baseline", f"{pct} CI (paired)"] if len(roles) == 2 else [])]
+    lines += ["## Aggregates", ""]
+    if iv:
+        lines += [f"Intervals: seeded paired bootstrap ({iv['resamples']} resamples, seed {iv['seed']}) over the "
+                  f"{iv['n']} examples every side answered; error_rate has none (failures are not resampled).", ""]
+    lines += [md_table(headers, rows), "", "![aggregates](aggregates.png)", ""]
     ops = []
     for label, key in [("answered", "answered"), ("errors", "errors"), ("from recording", "from_recording"),
                        ("requests sent", "requests_sent"), ("input tokens", "input_tokens"),
@@ -117,6 +138,15 @@ def _markdown(r: dict[str, Any]) -> str:
         lines += [f"MLflow run `{r['mlflow']['run_id']}` in experiment `{r['mlflow']['experiment']}`.", ""]
     lines += [f"Made by gekro-ft {r['gekro_ft_version']} at {r['created']} in {r['duration_s']:.1f} s.", ""]
     return "\n".join(lines)
+
+
+def _bounds(iv: dict[str, Any] | None) -> str:
+    return "—" if not iv else f"[{iv['lo']:.3f}, {iv['hi']:.3f}]"
+
+
+def _difference(c: dict[str, Any]) -> str:
+    iv = c.get("difference_interval")
+    return "—" if not iv else f"{iv['point']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}]"
 
 
 def _clip(text: str | None, n: int = 160) -> str:

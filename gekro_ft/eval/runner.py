@@ -25,7 +25,7 @@ from gekro_ft.errors import EvalError, GateError, ProviderError
 from gekro_ft.eval.providers import Answer, make_provider, served_provider
 from gekro_ft.eval.suite import Suite
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # keys are added (intervals, delta, gate notes), never renamed or removed
 EXIT = {"pass": 0, "fail": 1, "undecided": 2}
 
 # (label, examples) -> a context whose value advances a display by n answers, or is None.
@@ -136,7 +136,19 @@ def _score(side: Side, suite: Suite, examples: list[Example]) -> None:
                        "success_rate": success_rate(per, key, threshold)}
 
 
-def _decide(suite: Suite, cand: Side, base: Side | None, n: int) -> dict[str, Any]:
+def _intervals(suite: Suite, cand: Side, base: Side | None) -> dict[str, Any] | None:
+    from gekro_ft.eval.uncertainty import paired_intervals
+
+    s = suite.intervals
+    return paired_intervals(suite.metrics, (suite.success.metric, suite.success.threshold), suite.gate,
+                            cand.per_example, base.per_example if base else None,
+                            resamples=s.resamples, seed=s.seed, confidence=s.confidence)
+
+
+def _decide(suite: Suite, cand: Side, base: Side | None, n: int,
+            intervals: dict[str, Any] | None = None) -> dict[str, Any]:
+    from gekro_ft.eval.uncertainty import bounds, resolution_notes
+
     if n == 0:
         return {"verdict": "undecided", "reason": "the eval set is empty", "comparisons": []}
     for side in (cand, base):
@@ -145,11 +157,14 @@ def _decide(suite: Suite, cand: Side, base: Side | None, n: int) -> dict[str, An
                     "reason": f"{side.role}: {side.errors} of {n} requests failed "
                               f"(max_error_rate {suite.max_error_rate:g})"}
     try:
-        v = suite.gate.evaluate(cand.aggregates, base.aggregates if base else None)
+        v = suite.gate.evaluate(cand.aggregates, base.aggregates if base else None, bounds(intervals))
     except GateError as e:
         return {"verdict": "undecided", "reason": str(e), "comparisons": []}
     comparisons = v.to_dict()["comparisons"]
-    return {"verdict": "pass" if v.passed else "fail", "reason": "", "comparisons": comparisons}
+    for c, iv in zip(comparisons, (intervals or {}).get("comparisons") or []):
+        c["difference_interval"] = iv  # of left - right, over the same draws
+    return {"verdict": "pass" if v.passed else "fail", "reason": "", "comparisons": comparisons,
+            "notes": resolution_notes(comparisons, intervals)}
 
 
 def registry_target(spec: str, provider: Any) -> tuple[str, str]:
@@ -213,8 +228,9 @@ def run_eval(suite: Suite, candidate: str, baseline: str | None = None, *, out_d
         with progress(f"{side.role}: {side.provider.describe()['spec']}", len(examples)) as step:
             side.answers = side.provider.generate([e.conv for e in examples], suite.generation, step)
         _score(side, suite, examples)
-    decision = _decide(suite, cand, base, len(examples))
-    report = _report(suite, examples, cand, base, decision, started, bench, prices)
+    intervals = _intervals(suite, cand, base)
+    decision = _decide(suite, cand, base, len(examples), intervals)
+    report = _report(suite, examples, cand, base, decision, started, bench, prices, intervals)
     from gekro_ft.eval.report import write_report
 
     paths = write_report(report, out_dir)
@@ -243,13 +259,16 @@ def _promote(target: tuple[str, str], verdict: str, report: dict[str, Any],
 
 
 def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None, decision: dict,
-            started: float, bench: Path | None, prices: Path | None) -> dict[str, Any]:
+            started: float, bench: Path | None, prices: Path | None,
+            intervals: dict[str, Any] | None = None) -> dict[str, Any]:
     from gekro_ft.eval.pricing import price_sides
 
     n = len(examples)
     sides = {"candidate": cand.summary(n)}
     if base:
         sides["baseline"] = base.summary(n)
+    for role in sides:
+        sides[role]["intervals"] = (intervals or {}).get(role)
     costs = price_sides(suite, sides, bench, prices)
     for role, c in costs.items():
         sides[role]["cost"] = c
@@ -279,6 +298,10 @@ def _report(suite: Suite, examples: list[Example], cand: Side, base: Side | None
                   "metrics": [m.model_dump() for m in suite.metrics], "gate": suite.gate.text,
                   "max_error_rate": suite.max_error_rate},
         "sides": sides,
+        # the paired bootstrap: its settings, the examples it drew from, and candidate - baseline
+        "intervals": None if intervals is None else {
+            k: intervals[k] for k in ("n", "examples", "resamples", "seed", "confidence")},
+        "delta": (intervals or {}).get("delta"),
         "gate": {"expression": suite.gate.text, **decision},
         "examples": rows,
     }

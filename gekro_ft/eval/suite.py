@@ -58,6 +58,12 @@ class Cost(_Strict):
         None, gt=0, description="Served throughput for the candidate's cost; --bench replaces it with a measured one.")
 
 
+class Intervals(_Strict):
+    resamples: int = Field(1000, ge=100, le=100_000, description="Bootstrap draws of the examples.")
+    seed: int = Field(0, description="Seeds the draws: the same inputs give the same intervals.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="The intervals' coverage.")
+
+
 class Suite(_Strict):
     name: str
     description: str = ""
@@ -73,6 +79,8 @@ class Suite(_Strict):
                                                                "before the verdict is 'could not decide'.")
     endpoint: Endpoint = Field(default_factory=Endpoint)
     cost: Cost = Field(default_factory=Cost)
+    intervals: Intervals = Field(default_factory=Intervals, description="The paired bootstrap behind every "
+                                 "interval in the report and the gate's .lo/.hi bounds (eval/uncertainty.py).")
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("data")

@@ -330,7 +330,7 @@ def calibrate(suite: Suite, *, local_url: str, local_model: str, frontier: str, 
 
 def _gate_metric(suite: Suite) -> str:
     """The first aggregate the suite's gate compares the sides on (field_f1 for the ticket suite)."""
-    used = suite.gate.names()["candidate"] | suite.gate.names()["baseline"]
+    used = suite.gate.metric_names()
     names = [n for n in aggregate_names(suite.metrics) if n in used]
     text = suite.gate.text
     return min(names, key=lambda n: text.find(n)) if names else suite.success.metric  # first as written
