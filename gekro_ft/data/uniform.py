@@ -104,7 +104,8 @@ def _same_order(block: bytes, raw_keys: tuple[str, ...]) -> bool:
     them in its own order, as the row path does)."""
     wanted = set(raw_keys)
     rows = _lines(FIELDS, block)
-    return rows is not None and all(tuple(k for k in row if k in wanted) == raw_keys for row in rows)
+    return rows is not None and all(tuple(k for k in row if k in wanted) == raw_keys
+                                    for row in rows)
 
 
 @lru_cache(maxsize=256)
