@@ -19,6 +19,7 @@ from gekro_ft.route.profile import route_profile_from
 from serving import fake_openai, free_port, server_process
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
+JSON = {"Content-Type": "application/json"}
 ASK = {"messages": MESSAGES, "max_tokens": 3}  # no model: both upstreams name theirs
 
 
@@ -65,7 +66,7 @@ def _send(profile, sends, setup=None):
 def _post(body=None, raw: bytes | None = None, method="POST", path="/v1/chat/completions"):
     async def send(c):
         if raw is not None:
-            return await c.request(method, path, content=raw, headers={"Content-Type": "application/json"})
+            return await c.request(method, path, content=raw, headers=JSON)
         return await c.request(method, path, json=body)
     return send
 
@@ -116,10 +117,11 @@ CLIENT_CASES = [
      "messages[0].content[0]"),
     ("content part without text", {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
      400, "messages[0].content[0].text"),
-    ("tool_calls a string", {"messages": [{"role": "assistant", "content": "x", "tool_calls": "f"}]},
-     400, "messages[0].tool_calls"),
-    ("content nested 5000 deep", b'{"messages": [{"role": "user", "content": ' + DEEP.encode() + b"}]}",
-     400, None),
+    ("tool_calls a string",
+     {"messages": [{"role": "assistant", "content": "x", "tool_calls": "f"}]}, 400,
+     "messages[0].tool_calls"),
+    ("content nested 5000 deep",
+     b'{"messages": [{"role": "user", "content": ' + DEEP.encode() + b"}]}", 400, None),
     ("a field nested 5000 deep", b'{"messages": [{"role": "user", "content": "x"}], "x": ' +
      DEEP.encode() + b"}", 400, None),
     ("model an int", {**ASK, "model": 5}, 400, "model"),
@@ -140,7 +142,8 @@ CLIENT_CASES = [
 ]
 
 
-def test_hostile_requests_are_4xx_in_openais_shape_naming_the_parameter(tmp_path, good, no_tracebacks):
+def test_hostile_requests_are_4xx_in_openais_shape_naming_the_parameter(tmp_path, good,
+                                                                         no_tracebacks):
     profile = route_profile_from(_doc(tmp_path, good, good))
     sends = [_post(raw=case if isinstance(case, bytes) else json.dumps(case).encode())
              for _, case, _, _ in CLIENT_CASES]
@@ -153,26 +156,29 @@ def test_hostile_requests_are_4xx_in_openais_shape_naming_the_parameter(tmp_path
         _openai_error(r)
     assert not [r for r in responses if r.status_code >= 500]
     n = len(CLIENT_CASES)
-    assert f'gekro_route_requests_total{{reason="invalid",status="400",tenant="default",upstream="none"}} ' \
-           f'{float(n)}' in metrics
+    labels = 'reason="invalid",status="400",tenant="default",upstream="none"'
+    assert f"gekro_route_requests_total{{{labels}}} {float(n)}" in metrics
 
 
 def test_what_validates_is_forwarded_whole_and_model_is_required_only_when_an_upstream_lacks_one(
         tmp_path, good, no_tracebacks):
-    extra = {**ASK, "response_format": {"type": "json_object"}, "user": "u1", "x_vendor": [1, {"a": 2}],
-             "metadata": 5}
+    extra = {**ASK, "response_format": {"type": "json_object"}, "user": "u1",
+             "x_vendor": [1, {"a": 2}], "metadata": 5}
     (ok,), _ = _send(route_profile_from(_doc(tmp_path, good, good)), [_post(extra)])
     assert ok.status_code == 200 and ok.json()["model"] == "fake-adapter"
     forwarded = httpx.get(f"{good.url}/fake/stats").json()["last_body"]
     # the local upstream is not sent metadata (the router's routing input), as before
-    assert forwarded == {k: v for k, v in extra.items() if k != "metadata"} | {"model": "fake-adapter"}
+    assert forwarded == {k: v for k, v in extra.items() if k != "metadata"} | {
+        "model": "fake-adapter"}
     (ok,), _ = _send(route_profile_from(_doc(tmp_path, good, good, rules={"default": "frontier"})),
                      [_post(extra)])
     assert ok.status_code == 200 and ok.json()["model"] == "fake-base"
-    assert httpx.get(f"{good.url}/fake/stats").json()["last_body"] == {**extra, "model": "fake-base"}
+    forwarded = httpx.get(f"{good.url}/fake/stats").json()["last_body"]
+    assert forwarded == {**extra, "model": "fake-base"}
     doc = _doc(tmp_path, good, good)
     del doc["frontier"]["model"]  # the frontier answers whatever model the request names
-    (missing, named), _ = _send(route_profile_from(doc), [_post(ASK), _post({**ASK, "model": "fake-base"})])
+    (missing, named), _ = _send(route_profile_from(doc),
+                                [_post(ASK), _post({**ASK, "model": "fake-base"})])
     assert (missing.status_code, _openai_error(missing)["param"]) == (400, "model")
     assert _openai_error(missing)["code"] == "missing_required_parameter"
     assert named.status_code == 200
@@ -187,7 +193,7 @@ def test_a_body_declared_too_large_is_refused_before_a_byte_is_read(tmp_path, go
 
     async def declared(c):
         return await c.post("/v1/chat/completions", content=never_sent(),
-                            headers={"Content-Length": str(2**30), "Content-Type": "application/json"})
+                            headers={"Content-Length": str(2**30), **JSON})
 
     (r,), _ = _send(route_profile_from(_doc(tmp_path, good, good)), [declared])
     assert (r.status_code, _openai_error(r)["code"]) == (413, "request_too_large")
@@ -207,8 +213,7 @@ def test_a_streamed_body_is_refused_once_it_passes_the_limit_not_read_whole(tmp_
             yield chunk
 
     async def streamed(c):
-        return await c.post("/v1/chat/completions", content=upload(),
-                            headers={"Content-Type": "application/json"})
+        return await c.post("/v1/chat/completions", content=upload(), headers=JSON)
 
     (r,), _ = _send(route_profile_from(_doc(tmp_path, good, good)), [streamed])
     assert (r.status_code, _openai_error(r)["code"]) == (413, "request_too_large")
@@ -257,7 +262,8 @@ ANSWER_CASES = [
      "usage.prompt_tokens"),
     ("tokens negative", {"choices": [{"message": OK_MESSAGE}], "usage": {"completion_tokens": -5}},
      "usage.completion_tokens"),
-    ("logprobs a string", {"choices": [{"message": OK_MESSAGE, "logprobs": "x"}]}, "choices[0].logprobs"),
+    ("logprobs a string", {"choices": [{"message": OK_MESSAGE, "logprobs": "x"}]},
+     "choices[0].logprobs"),
     ("logprob entries wrong", {"choices": [{"message": OK_MESSAGE, "logprobs": {
         "content": [{"token": 1, "logprob": "a"}]}}]}, "choices[0].logprobs.content[0]"),
 ]
@@ -294,7 +300,8 @@ def test_a_malformed_upstream_answer_is_a_502_naming_the_upstream_and_what_was_w
         assert error["message"].startswith(f"the {upstream} upstream answered"), (name, error)
         assert wrong in error["message"], (name, error)
         assert "sk-hostile" not in r.text
-    assert f'gekro_route_upstream_errors_total{{kind="bad_answer",upstream="{upstream}"}} 1.0' in metrics
+    labels = f'kind="bad_answer",upstream="{upstream}"'
+    assert f"gekro_route_upstream_errors_total{{{labels}}} 1.0" in metrics
 
 
 def test_a_malformed_answer_falls_back_as_the_profile_says(tmp_path, good, bad, no_tracebacks):
@@ -308,7 +315,8 @@ def test_a_malformed_answer_falls_back_as_the_profile_says(tmp_path, good, bad, 
         _broken(bad)
     assert opened.status_code == 200 and opened.json()["gekro_route"]["reason"] == "frontier_error"
     assert opened.json()["gekro_route"]["frontier_error"] == "bad_answer"
-    assert escalated.status_code == 200 and escalated.json()["gekro_route"]["reason"] == "local_error"
+    assert escalated.status_code == 200
+    assert escalated.json()["gekro_route"]["reason"] == "local_error"
     assert 'gekro_route_cost_usd_total{tenant="default",upstream="frontier"}' in metrics
 
 
@@ -319,7 +327,7 @@ def test_an_upstream_answer_over_the_limit_is_a_failure(tmp_path, good, bad, no_
     _broken(bad, answer=big)
     try:
         (r,), metrics = _send(route_profile_from(doc), [_post(ASK)],
-                              setup=lambda router: setattr(router.frontier, "max_answer_bytes", 65536))
+                              setup=lambda r: setattr(r.frontier, "max_answer_bytes", 65536))
     finally:
         _broken(bad)
     error = _openai_error(r)
@@ -340,13 +348,15 @@ def test_an_upstream_answer_is_read_a_chunk_at_a_time_and_left_past_the_limit():
     def handler(request):
         return httpx.Response(200, content=endless(), headers={"Content-Type": "application/json"})
 
-    settings = route_profile_from({"local": {"url": "http://x/v1"}, "frontier": {"url": "http://y/v1"}}).local
+    doc = {"local": {"url": "http://x/v1"}, "frontier": {"url": "http://y/v1"}}
+    settings = route_profile_from(doc).local
 
     async def go():
         client = UpstreamClient(Target("local", "http://x/v1", "m", None), settings)
         client.max_answer_bytes = 40_000
         await client.client.aclose()
-        client.client = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://x/v1")
+        client.client = httpx.AsyncClient(transport=httpx.MockTransport(handler),
+                                          base_url="http://x/v1")
         try:
             with pytest.raises(UpstreamFailure) as e:
                 await client.chat({"messages": MESSAGES})
@@ -374,7 +384,8 @@ def _sse_events(text: str) -> list:
 
 
 GOOD_CHUNK = json.dumps({"id": "c", "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": {"content": " hello"}, "finish_reason": None}]})
+                         "choices": [{"index": 0, "delta": {"content": " hello"},
+                                      "finish_reason": None}]})
 STREAM_CASES = [
     ("a chunk not JSON", ["data: {garbage", ""]),
     ("a chunk an array", ["data: [1, 2]", ""]),
@@ -388,7 +399,8 @@ STREAM_CASES = [
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first chunk", "after a good chunk"])
-def test_a_garbled_stream_ends_in_band_and_stays_valid_sse(tmp_path, good, bad, first, no_tracebacks):
+def test_a_garbled_stream_ends_in_band_and_stays_valid_sse(tmp_path, good, bad, first,
+                                                           no_tracebacks):
     profile = route_profile_from(_doc(tmp_path, good, bad, rules={"default": "frontier"}))
     ask = {**ASK, "stream": True}
     responses = []
@@ -408,9 +420,45 @@ def test_a_garbled_stream_ends_in_band_and_stays_valid_sse(tmp_path, good, bad, 
         assert chunks[0]["gekro_route"]["upstream"] == "frontier", (name, r.text)
         if name == "a line of noise":  # not an event: skipped, the stream goes on
             assert not [c for c in chunks if "error" in c], r.text
-            assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == " hello" * (1 if first
-                                                                                               else 2)
+            text = "".join(c["choices"][0]["delta"]["content"] for c in chunks)
+            assert text == " hello" * (1 if first else 2)
             continue
         error = chunks[-1]["error"]
         assert error["code"] == "bad_upstream_answer" and error["message"].startswith(
             "the frontier upstream sent a malformed chunk"), (name, error)
+
+
+def _answering(upstream: str, handler):
+    """A ``setup`` for :func:`_send`: the ``upstream``'s client answered by ``handler``."""
+    def setup(router):
+        client = getattr(router, upstream)
+        client.client = httpx.AsyncClient(transport=httpx.MockTransport(handler),
+                                          base_url=client.target.url)
+    return setup
+
+
+def test_an_upstream_refusal_that_is_not_openais_shape_is_passed_back_in_it(tmp_path, good,
+                                                                             no_tracebacks):
+    doc = _doc(tmp_path, good, good)
+    doc["local"]["on_error"] = "fail"
+    setup = _answering("local", lambda request: httpx.Response(422, text="<b>no</b>"))
+    (r,), _ = _send(route_profile_from(doc), [_post(ASK)], setup=setup)
+    assert r.status_code == 422
+    assert _openai_error(r)["message"] == "the local upstream refused the request (HTTP 422): <b>no</b>"
+
+
+def test_a_stream_that_breaks_off_ends_in_band(tmp_path, good, no_tracebacks):
+    async def cut_off():
+        yield f"data: {GOOD_CHUNK}\n\n".encode()
+        raise httpx.ReadError("the upstream went away")
+
+    def handler(request):
+        return httpx.Response(200, content=cut_off(), headers={"Content-Type": "text/event-stream"})
+
+    profile = route_profile_from(_doc(tmp_path, good, good, rules={"default": "frontier"}))
+    (r,), metrics = _send(profile, [_post({**ASK, "stream": True})],
+                          setup=_answering("frontier", handler))
+    events = _sse_events(r.text)
+    assert events[0]["choices"][0]["delta"]["content"] == " hello" and events[-1] == "[DONE]"
+    assert events[-2]["error"]["code"] == "upstream_stream_broken"
+    assert 'gekro_route_upstream_errors_total{kind="connection",upstream="frontier"} 1.0' in metrics

@@ -43,8 +43,8 @@ from gekro_ft.route.escalations import EscalationLog, escalation_row
 from gekro_ft.route.metrics import RouteMetrics
 from gekro_ft.route.policy import FRONTIER, LOCAL, Decision, after_answer, before_generation, task_of
 from gekro_ft.route.profile import RouteProfile
-from gekro_ft.route.upstreams import (BAD_ANSWER, ChatChunk, UpstreamClient, UpstreamFailure, malformed,
-                                      resolve, sse_lines)
+from gekro_ft.route.upstreams import (BAD_ANSWER, ChatChunk, UpstreamClient, UpstreamFailure,
+                                      malformed, resolve, sse_lines)
 from gekro_ft.serve.openai_api import (MAX_BODY_BYTES, APIError, RequestGuard, add_error_handlers,
                                        api_error_body, error_body, parse_body, read_body)
 from gekro_ft.serve.openai_requests import ChatRequest
@@ -97,8 +97,9 @@ class Router:
     def model_missing(self, request: RoutedChatRequest) -> APIError | None:
         """A request without ``model`` is whole only when both upstreams name theirs."""
         if request.model is None and None in (self.local.target.model, self.frontier.target.model):
-            return APIError(400, "model: Field required (an upstream of this router takes the request's "
-                                 "model)", param="model", code="missing_required_parameter")
+            return APIError(400, "model: Field required (an upstream of this router takes the "
+                                 "request's model)", param="model",
+                            code="missing_required_parameter")
         return None
 
     def budget_left(self) -> float | None:
@@ -234,22 +235,25 @@ class Router:
         """An upstream's refusal of the request itself, passed back (in OpenAI's shape); its
         answer unusable a 502; anything else a 503."""
         if e.client_error and e.body:
-            response: Response = Response(_openai_shaped(e.body, e.status or 400, upstream),
-                                          status_code=e.status or 400, media_type="application/json",
+            status = e.status or 400
+            response: Response = Response(_openai_shaped(e.body, status, upstream),
+                                          status_code=status, media_type="application/json",
                                           headers={UPSTREAM_HEADER: upstream})
             return self._record(response, "none", "client_error", tenant)
         if e.kind in _UNUSABLE:
-            return self._record(_error(502, e.message, "server_error", "bad_upstream_answer"), "none",
-                                f"{upstream}_error", tenant)
+            return self._record(_error(502, e.message, "server_error", "bad_upstream_answer"),
+                                "none", f"{upstream}_error", tenant)
         return self._record(_error(503, f"the {upstream} upstream is unavailable ({e.kind})", "server_error",
                                    f"{upstream}_unavailable"), "none", f"{upstream}_error", tenant)
 
     def _frontier_closed(self, e: UpstreamFailure, tenant: str) -> Response:
         if e.kind in _UNUSABLE:
-            return self._record(_error(502, f"{e.message}; the profile fails closed", "server_error",
-                                       "bad_upstream_answer"), "none", "frontier_error", tenant)
-        return self._record(_error(503, f"the frontier is unavailable ({e.kind}) and the profile fails closed",
-                                   "server_error", "frontier_unavailable"), "none", "frontier_error", tenant)
+            response = _error(502, f"{e.message}; the profile fails closed", "server_error",
+                              "bad_upstream_answer")
+        else:
+            response = _error(503, f"the frontier is unavailable ({e.kind}) and the profile fails "
+                                   "closed", "server_error", "frontier_unavailable")
+        return self._record(response, "none", "frontier_error", tenant)
 
     def _record(self, response: Response, upstream: str, reason: str, tenant: str) -> Response:
         self.metrics.request(upstream, reason, tenant, response.status_code)
@@ -276,20 +280,21 @@ class Router:
                     chunk = _relayed(line)
                     if isinstance(chunk, str):  # the stream is broken: say so in-band and end it
                         self.metrics.upstream_error(decision.upstream, BAD_ANSWER)
-                        yield _in_band(f"the {decision.upstream} upstream sent a malformed chunk: {chunk}",
-                                       route if first else None)
+                        yield _in_band(f"the {decision.upstream} upstream sent a malformed chunk: "
+                                       f"{chunk}", route if first else None)
                         return
                     if isinstance(chunk, dict):
                         if chunk.get("usage"):
                             self._bill(tenant, decision.upstream, chunk)
-                        text += [(c.get("delta") or {}).get("content") or "" for c in chunk.get("choices") or []]
+                        text += [(c.get("delta") or {}).get("content") or ""
+                                 for c in chunk.get("choices") or []]
                         if first:  # the route rides on the first chunk
                             line = "data: " + orjson.dumps({**chunk, "gekro_route": route}).decode()
                             first = False
-                    done = done or (chunk is True and line.startswith("data:"))  # only [DONE] is such
+                    done = done or (chunk is True and line.startswith("data:"))  # [DONE] only
                     if chunk is not None:
                         yield (line + "\n").encode()
-            except (UpstreamFailure, httpx.HTTPError) as e:  # cut off, too large: the client hears why
+            except (UpstreamFailure, httpx.HTTPError) as e:  # cut off, too large: say so, in-band
                 kind = e.kind if isinstance(e, UpstreamFailure) else "connection"
                 self.metrics.upstream_error(decision.upstream, kind)
                 log.warning("the %s upstream's stream broke off: %s", decision.upstream, _why(e))
@@ -332,7 +337,8 @@ def _relayed(line: str) -> dict[str, Any] | str | bool | None:
     return chunk if wrong is None else wrong
 
 
-def _in_band(message: str, route: dict[str, Any] | None, code: str = "bad_upstream_answer") -> bytes:
+def _in_band(message: str, route: dict[str, Any] | None,
+             code: str = "bad_upstream_answer") -> bytes:
     """An error event as vLLM sends one once headers are gone, then the stream's end; the blank
     line first ends an event the upstream left open, so the error is an event of its own."""
     error = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
@@ -388,8 +394,9 @@ async def _checked_body(request: Request, router: Router, limit: int) -> dict[st
         raise missing
     try:
         return orjson.loads(raw)  # an object: it validated above
-    except orjson.JSONDecodeError as e:  # what pydantic reads and orjson does not: an int past 64 bits
-        raise APIError(400, f"the request body is not valid JSON here: {e}", code="invalid_json") from None
+    except orjson.JSONDecodeError as e:  # pydantic reads what orjson does not: an int past 64 bits
+        raise APIError(400, f"the request body is not valid JSON here: {e}",
+                       code="invalid_json") from None
 
 
 def create_router_app(router: Router, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:

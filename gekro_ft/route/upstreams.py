@@ -172,7 +172,8 @@ class UpstreamClient:
 
     def _bad(self, wrong: str):
         raise UpstreamFailure(BAD_ANSWER, self._scrub(
-            f"the {self.target.name} upstream answered something that is not a chat completion: {wrong}"))
+            f"the {self.target.name} upstream answered something that is not a chat completion: "
+            f"{wrong}"))
 
     @staticmethod
     async def _read(response: httpx.Response, limit: int) -> bytes | None:
@@ -192,8 +193,9 @@ class UpstreamClient:
     async def _whole(self, response: httpx.Response) -> bytes:
         raw = await self._read(response, self.max_answer_bytes)
         if raw is None:
-            raise UpstreamFailure("too_large", f"the {self.target.name} upstream answered with a body over the "
-                                               f"limit of {self.max_answer_bytes} bytes")
+            limit = self.max_answer_bytes
+            raise UpstreamFailure("too_large", f"the {self.target.name} upstream answered with a "
+                                               f"body over the limit of {limit} bytes")
         return raw
 
     async def open_stream(self, body: dict[str, Any]) -> httpx.Response:
@@ -241,7 +243,9 @@ class UpstreamClient:
             raw = await self._read(response, MAX_ERROR_BYTES)
         except httpx.HTTPError:  # the body broke off: the status says enough
             return b""
-        return b'{"error": {"message": "the error body was too large to pass on"}}' if raw is None else raw
+        if raw is None:
+            return b'{"error": {"message": "the error body was too large to pass on"}}'
+        return raw
 
     async def close(self) -> None:
         await self.client.aclose()

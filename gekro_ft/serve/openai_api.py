@@ -57,8 +57,9 @@ class APIError(Exception):
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
 
-def error_body(status: int, message: str, type_: str = "invalid_request_error", param: str | None = None,
-               code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_body(status: int, message: str, type_: str = "invalid_request_error",
+               param: str | None = None, code: str | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
     """An error as OpenAI answers it: ``{"error": {"message", "type", "param", "code"}}``."""
     return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
                         status_code=status, headers=headers)
@@ -94,8 +95,8 @@ class RequestGuard:
         if self.api_key and scope["path"] != "/health":
             sent = headers.get("authorization", "").encode()
             if not hmac.compare_digest(sent, f"Bearer {self.api_key}".encode()):
-                response = error_body(401, "missing or wrong API key (send Authorization: Bearer KEY)",
-                                       "authentication_error", code="invalid_api_key")
+                why = "missing or wrong API key (send Authorization: Bearer KEY)"
+                response = error_body(401, why, "authentication_error", code="invalid_api_key")
                 return await response(scope, receive, send_with_id)
         path = scope["path"][:200].encode("unicode_escape").decode("ascii")  # no newlines from a client
         where = f"request {rid} ({scope['method']} {path})"
@@ -129,7 +130,8 @@ def add_error_handlers(app: FastAPI) -> None:
         if e.status_code == 404:
             message = f"Invalid URL ({what})"
         elif e.status_code == 405:
-            message = f"Method not allowed ({what}); use {(e.headers or {}).get('Allow', 'another method')}"
+            allow = (e.headers or {}).get("Allow", "another method")
+            message = f"Method not allowed ({what}); use {allow}"
         else:
             message = str(e.detail)
         return error_body(e.status_code, message, "invalid_request_error", headers=e.headers)
