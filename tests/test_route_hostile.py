@@ -20,6 +20,7 @@ from serving import fake_openai, free_port, server_process
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 JSON = {"Content-Type": "application/json"}
+KEY = "sk-hostile-0123456789"
 ASK = {"messages": MESSAGES, "max_tokens": 3}  # no model: both upstreams name theirs
 
 
@@ -277,7 +278,7 @@ def _broken(fake, **config):
 @pytest.mark.parametrize("upstream", ["local", "frontier"])
 def test_a_malformed_upstream_answer_is_a_502_naming_the_upstream_and_what_was_wrong(
         tmp_path, good, bad, upstream, no_tracebacks, monkeypatch):
-    monkeypatch.setenv("ROUTE_HOSTILE_KEY", "sk-hostile-0123456789")
+    monkeypatch.setenv("ROUTE_HOSTILE_KEY", KEY)
     if upstream == "local":
         doc = _doc(tmp_path, bad, good)
         doc["local"]["on_error"] = "fail"
@@ -299,7 +300,7 @@ def test_a_malformed_upstream_answer_is_a_502_naming_the_upstream_and_what_was_w
         assert error["code"] == "bad_upstream_answer" and error["type"] == "server_error"
         assert error["message"].startswith(f"the {upstream} upstream answered"), (name, error)
         assert wrong in error["message"], (name, error)
-        assert "sk-hostile" not in r.text
+        assert KEY not in r.text
     labels = f'kind="bad_answer",upstream="{upstream}"'
     assert f"gekro_route_upstream_errors_total{{{labels}}} 1.0" in metrics
 
@@ -395,13 +396,17 @@ STREAM_CASES = [
     ("usage a string", ['data: {"choices": [], "usage": "lots"}', ""]),
     ("usage negative", ['data: {"choices": [], "usage": {"completion_tokens": -1}}', ""]),
     ("a line of noise", ["noise without a field", ""]),
+    ("a chunk echoing the key", [f"data: {{Bearer {KEY}", ""]),
 ]
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["first chunk", "after a good chunk"])
 def test_a_garbled_stream_ends_in_band_and_stays_valid_sse(tmp_path, good, bad, first,
-                                                           no_tracebacks):
-    profile = route_profile_from(_doc(tmp_path, good, bad, rules={"default": "frontier"}))
+                                                           no_tracebacks, monkeypatch):
+    monkeypatch.setenv("ROUTE_HOSTILE_KEY", KEY)
+    doc = _doc(tmp_path, good, bad, rules={"default": "frontier"})
+    doc["frontier"]["api_key_env"] = "ROUTE_HOSTILE_KEY"
+    profile = route_profile_from(doc)
     ask = {**ASK, "stream": True}
     responses = []
     try:
@@ -413,7 +418,7 @@ def test_a_garbled_stream_ends_in_band_and_stays_valid_sse(tmp_path, good, bad, 
     finally:
         _broken(bad)
     for r, (name, _) in zip(responses, STREAM_CASES):
-        assert r.status_code == 200, name
+        assert r.status_code == 200 and KEY not in r.text, name
         events = _sse_events(r.text)
         assert events[-1] == "[DONE]", (name, r.text)
         chunks = [e for e in events if isinstance(e, dict)]
@@ -444,7 +449,8 @@ def test_an_upstream_refusal_that_is_not_openais_shape_is_passed_back_in_it(tmp_
     setup = _answering("local", lambda request: httpx.Response(422, text="<b>no</b>"))
     (r,), _ = _send(route_profile_from(doc), [_post(ASK)], setup=setup)
     assert r.status_code == 422
-    assert _openai_error(r)["message"] == "the local upstream refused the request (HTTP 422): <b>no</b>"
+    said = _openai_error(r)["message"]
+    assert said == "the local upstream refused the request (HTTP 422): <b>no</b>"
 
 
 def test_a_stream_that_breaks_off_ends_in_band(tmp_path, good, no_tracebacks):

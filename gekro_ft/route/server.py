@@ -280,8 +280,8 @@ class Router:
                     chunk = _relayed(line)
                     if isinstance(chunk, str):  # the stream is broken: say so in-band and end it
                         self.metrics.upstream_error(decision.upstream, BAD_ANSWER)
-                        yield _in_band(f"the {decision.upstream} upstream sent a malformed chunk: "
-                                       f"{chunk}", route if first else None)
+                        said = f"the {decision.upstream} upstream sent a malformed chunk: {chunk}"
+                        yield _in_band(client.scrub(said), route if first else None)
                         return
                     if isinstance(chunk, dict):
                         if chunk.get("usage"):

@@ -153,7 +153,8 @@ class UpstreamClient:
                                         timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5)),
                                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
+        """``text`` without this upstream's key (a careless server echoes it back)."""
         return text.replace(self._key, "***") if self._key else text
 
     def body_for(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +172,7 @@ class UpstreamClient:
         return data
 
     def _bad(self, wrong: str):
-        raise UpstreamFailure(BAD_ANSWER, self._scrub(
+        raise UpstreamFailure(BAD_ANSWER, self.scrub(
             f"the {self.target.name} upstream answered something that is not a chat completion: "
             f"{wrong}"))
 
@@ -218,7 +219,7 @@ class UpstreamClient:
             except httpx.TimeoutException:
                 failure = UpstreamFailure("timeout", f"{self.target.name} timed out after {self.settings.timeout_s:g} s")
             except httpx.TransportError as e:
-                failure = UpstreamFailure("connection", self._scrub(
+                failure = UpstreamFailure("connection", self.scrub(
                     f"cannot reach {self.target.name} at {public_url(self.target.url)}: {type(e).__name__}"))
             except httpx.DecodingError:  # a Content-Encoding its body does not decode with
                 self._bad("a body that does not decode as its Content-Encoding says")
@@ -226,9 +227,9 @@ class UpstreamClient:
                 if response.status_code < 400:
                     return response
                 raw = await self._read_error(response)
-                failure = UpstreamFailure(f"http_{response.status_code}", self._scrub(
+                failure = UpstreamFailure(f"http_{response.status_code}", self.scrub(
                     f"{self.target.name} answered HTTP {response.status_code}: {raw[:300].decode('utf-8', 'replace')}"),
-                    response.status_code, self._scrub(raw.decode("utf-8", "replace")).encode())
+                    response.status_code, self.scrub(raw.decode("utf-8", "replace")).encode())
                 if failure.client_error:
                     raise failure
             if last:
