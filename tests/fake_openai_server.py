@@ -18,6 +18,10 @@ config) fails as ``fail_mode`` says: an HTTP ``fail_status``, an in-band error e
 (``stream_error``) or a stream cut before ``[DONE]`` (``drop``). Like a careless real
 server, an injected failure's message echoes the request's Authorization header, so
 tests can check that the client keeps keys out of what it records.
+
+To play a broken server, ``answer`` (raw text) replaces every non-streamed chat answer's
+body (HTTP 200) and ``stream_lines`` every streamed one's lines; ``/fake/stats`` also gives
+the last generation request's body (``last_body``), to check what a proxy forwarded.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ class Config:
     fail_mode: str = "status"  # status | stream_error | drop
     owned_by: str = "fake"
     api_key: str | None = None  # when set, /v1/* wants "Authorization: Bearer <api_key>"
+    answer: str | None = None  # the raw body of every non-streamed chat answer, as it is
+    stream_lines: list[str] | None = None  # the lines of every streamed chat answer, as they are
 
 
 class State:
@@ -61,6 +67,7 @@ class State:
         self.failed = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.last_body = None
 
 
 def create_app(config: Config) -> Starlette:
@@ -94,7 +101,8 @@ def create_app(config: Config) -> Starlette:
 
     async def stats(_: Request) -> Response:
         return JSONResponse({"count": state.count, "answered": state.answered, "failed": state.failed,
-                             "in_flight": state.in_flight, "max_in_flight": state.max_in_flight})
+                             "in_flight": state.in_flight, "max_in_flight": state.max_in_flight,
+                             "last_body": state.last_body})
 
     async def chat(request: Request) -> Response:
         return await generate(request, chat=True)
@@ -109,6 +117,9 @@ def create_app(config: Config) -> Starlette:
         body = json.loads(await request.body())
         cfg = state.config
         state.count += 1
+        state.last_body = body
+        if chat and (broken := _broken(cfg, bool(body.get("stream")))) is not None:
+            return broken
         failing = cfg.fail_every > 0 and state.count % cfg.fail_every == 0
         if body.get("model") not in MODELS:
             return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found",
@@ -190,6 +201,21 @@ def create_app(config: Config) -> Starlette:
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/fake/config", set_config, methods=["POST"]), Route("/fake/stats", stats),
     ])
+
+
+def _broken(cfg: Config, stream: bool) -> Response | None:
+    """The configured broken answer for this request, if any."""
+    if stream and cfg.stream_lines is not None:
+        lines = [line.encode() + b"\n" for line in cfg.stream_lines]
+
+        async def events():
+            for line in lines:
+                yield line
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    if not stream and cfg.answer is not None:
+        return Response(cfg.answer.encode(), media_type="application/json")
+    return None
 
 
 def _prompt_tokens(body: dict) -> int:

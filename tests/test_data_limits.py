@@ -101,6 +101,56 @@ def test_depth_is_counted_outside_strings_and_up_to_the_limit(tmp_path):
     assert limits.too_deep("[" * 129 + "]" * 129) and not limits.too_deep("[" * 128 + "]" * 128)
 
 
+def _same_keys_rows(schema: str, depth: int) -> list[str]:
+    """Rows that share their keys (the block path decodes them in one msgspec call), three of
+    them nested ``depth`` deep: in a field kept raw, in tools (typed) and as a turn's text."""
+    nested = "[" * depth + "]" * depth
+    if schema == "openai":
+        def row(meta="0", tools="null", content='"q"'):
+            return (f'{{"messages": [{{"role": "user", "content": {content}}}, '
+                    f'{{"role": "assistant", "content": "a"}}], "tools": {tools}, "meta": {meta}}}')
+    else:
+        def row(meta="0", tools="null", content='"q"'):
+            return (f'{{"conversations": [{{"from": "human", "value": {content}}}, '
+                    f'{{"from": "gpt", "value": "a"}}], "tools": {tools}, "meta": {meta}}}')
+    good = [row(meta=str(i)) for i in range(12)]
+    return good[:6] + [row(meta=nested), row(tools=nested), row(content=nested)] + good[6:]
+
+
+def findings_of(report):
+    return [(f.code, f.index, f.line, f.message) for f in report.findings]
+
+
+@pytest.mark.parametrize("schema", ["openai", "sharegpt"])
+def test_rows_nested_past_the_recursion_limit_in_a_block_are_findings(tmp_path, schema):
+    """msgspec, decoding a block of same-key rows whole, raised RecursionError on a row nested
+    thousands deep (a traceback from `data validate`): now the block goes to the per-line path,
+    and the fast path finds and writes what the row-by-row reference does."""
+    from click.testing import CliRunner
+
+    from gekro_ft.cli import main
+    from gekro_ft.data.convert import convert_file
+
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(_same_keys_rows(schema, 5000)) + "\n")
+    reference = validate_file(path, schema, fast=False)
+    fast = validate_file(path, schema)
+    assert findings_of(fast) == findings_of(reference)
+    assert [f.line for f in fast.findings if f.code == "nesting-too-deep"] == [7, 8, 9]
+    assert (fast.rows, fast.usable_rows) == (15, 12)
+    expected = convert_file(path, tmp_path / "reference.jsonl", "alpaca", schema, fast=False)
+    got = convert_file(path, tmp_path / "fast.jsonl", "alpaca", schema)
+    assert (tmp_path / "fast.jsonl").read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+    assert got.to_dict() | {"target": ""} == expected.to_dict() | {"target": ""}
+    for args in (["data", "validate", str(path)],
+                 ["data", "convert", str(path), str(tmp_path / "cli.jsonl"), "--to", "alpaca"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert "RecursionError" not in r.output
+    assert "nesting-too-deep" in CliRunner().invoke(main, ["data", "validate", str(path)]).output
+
+
 def test_json_inside_a_row_is_bounded_too(tmp_path):
     """Tool arguments and ShareGPT tools/function calls are JSON inside strings: json.loads on a bomb
     there raised RecursionError (a traceback), now it is a finding."""

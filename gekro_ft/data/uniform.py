@@ -59,16 +59,12 @@ def decode(block: bytes, schema: str, *, written: bool = False) -> Block | None:
     if not n_lines:
         return None
     newline = block.find(b"\n")
-    try:
-        first = FIELDS.decode(block if newline < 0 else block[:newline])
-    except msgspec.DecodeError:
+    first = _lines(FIELDS, block if newline < 0 else block[:newline])
+    if not first:
         return None
-    raw_keys = tuple(k for k in first if k not in _TYPED[schema])
-    try:
-        rows = _decoder(schema, raw_keys).decode_lines(block)
-    except msgspec.DecodeError:
-        return None
-    if len(rows) != n_lines:
+    raw_keys = tuple(k for k in first[0] if k not in _TYPED[schema])
+    rows = _lines(_decoder(schema, raw_keys), block)
+    if rows is None or len(rows) != n_lines:
         return None
     if not raw_keys:
         return Block(rows, raw_keys, [] if written else None)
@@ -92,11 +88,24 @@ def decode(block: bytes, schema: str, *, written: bool = False) -> Block | None:
     return Block(rows, raw_keys, canonical)
 
 
+def _lines(decoder: msgspec.json.Decoder, block: bytes) -> list[Any] | None:
+    """The block's values, or None when msgspec refuses them. msgspec descends one C call per
+    level, raw fields included, and past Python's recursion limit (a row nested ~1,000 deep)
+    raises RecursionError: then the per-line path, which measures each line's depth first,
+    says ``nesting-too-deep`` where the row-by-row path does."""
+    try:
+        return decoder.decode_lines(block)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def _same_order(block: bytes, raw_keys: tuple[str, ...]) -> bool:
     """Whether every row holds the raw keys in the first row's order (a converted row writes
     them in its own order, as the row path does)."""
     wanted = set(raw_keys)
-    return all(tuple(k for k in row if k in wanted) == raw_keys for row in FIELDS.decode_lines(block))
+    rows = _lines(FIELDS, block)
+    return rows is not None and all(tuple(k for k in row if k in wanted) == raw_keys
+                                    for row in rows)
 
 
 @lru_cache(maxsize=256)

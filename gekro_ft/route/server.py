@@ -13,6 +13,13 @@ frontier, deciding per request as the route profile says (:mod:`gekro_ft.route.p
   ``/metrics`` by upstream, reason and tenant, with the dollars it cost.
 - ``/v1/models`` lists the local upstream's models; ``/health`` says the router is up and
   what the budget has left.
+- A client's mistake is a 4xx in OpenAI's error shape, checked before anything is routed: the
+  body is bounded (413 by its Content-Length, else once it streams past the limit) and typed as
+  the CPU engine types it (:class:`ChatRequest`), then forwarded as the client sent it, unknown
+  fields included. ``model`` may be left out when both upstreams name theirs in the profile
+  (they replace it anyway); else it is required. An upstream's answer that is too large or not
+  a chat completion is a 502 naming the upstream (or the profile's fallback); in a stream, an
+  in-band error event, and the stream ends as valid server-sent events.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -35,18 +43,30 @@ from gekro_ft.route.escalations import EscalationLog, escalation_row
 from gekro_ft.route.metrics import RouteMetrics
 from gekro_ft.route.policy import FRONTIER, LOCAL, Decision, after_answer, before_generation, task_of
 from gekro_ft.route.profile import RouteProfile
-from gekro_ft.route.upstreams import UpstreamClient, UpstreamFailure, resolve
-from gekro_ft.serve.openai_api import MAX_BODY_BYTES, RequestGuard
+from gekro_ft.route.upstreams import (BAD_ANSWER, ChatChunk, UpstreamClient, UpstreamFailure,
+                                      malformed, resolve, sse_lines)
+from gekro_ft.serve.openai_api import (MAX_BODY_BYTES, APIError, RequestGuard, add_error_handlers,
+                                       api_error_body, error_body, parse_body, read_body)
+from gekro_ft.serve.openai_requests import ChatRequest
 
 log = logging.getLogger(__name__)
 UPSTREAM_HEADER, REASON_HEADER = "X-Gekro-Upstream", "X-Gekro-Route-Reason"
 _TENANT = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a tenant becomes a metrics label: nothing else
 
 
+_UNUSABLE = (BAD_ANSWER, "too_large")  # upstream failures that are the answer's fault: a 502
+
+
+class RoutedChatRequest(ChatRequest):
+    """A chat request as the router takes it: the CPU engine's, ``model`` optional (see the
+    module's doc; :meth:`Router.model_missing`)."""
+
+    model: str | None = None
+
+
 def _error(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": type_, "param": None, "code": code}},
-                        status_code=status, headers=headers)
+    return error_body(status, message, type_, None, code, headers)
 
 
 def _text(answer: dict[str, Any]) -> str:
@@ -73,6 +93,14 @@ class Router:
                              local_usd_per_output_token(profile, prices_path))
         self.metrics = RouteMetrics()
         self.count_tokens = count_tokens  # messages -> prompt tokens, for the capacity part
+
+    def model_missing(self, request: RoutedChatRequest) -> APIError | None:
+        """A request without ``model`` is whole only when both upstreams name theirs."""
+        if request.model is None and None in (self.local.target.model, self.frontier.target.model):
+            return APIError(400, "model: Field required (an upstream of this router takes the "
+                                 "request's model)", param="model",
+                            code="missing_required_parameter")
+        return None
 
     def budget_left(self) -> float | None:
         if self.profile.budget is None:
@@ -135,8 +163,7 @@ class Router:
                     fell = Decision(LOCAL, "frontier_error", task, decision.failed_checks, decision.scores)
                     return self._answer(local_answer, fell, tenant, body, None,
                                         flags={"fallback": True, "wanted": decision.reason, "frontier_error": e.kind})
-            return self._record(_error(503, f"the frontier is unavailable ({e.kind}) and the profile fails closed",
-                                       "server_error", "frontier_unavailable"), "none", "frontier_error", tenant)
+            return self._frontier_closed(e, tenant)
         row = escalation_row(body["messages"], _text(frontier_answer),
                              _text(local_answer) if local_answer else None, decision.public(),
                              self.frontier.target.model)
@@ -205,13 +232,28 @@ class Router:
         return usd
 
     def _failed(self, e: UpstreamFailure, upstream: str, tenant: str) -> Response:
-        """An upstream's refusal of the request itself, passed back; anything else a 503."""
+        """An upstream's refusal of the request itself, passed back (in OpenAI's shape); its
+        answer unusable a 502; anything else a 503."""
         if e.client_error and e.body:
-            response: Response = Response(e.body, status_code=e.status or 400, media_type="application/json",
+            status = e.status or 400
+            response: Response = Response(_openai_shaped(e.body, status, upstream),
+                                          status_code=status, media_type="application/json",
                                           headers={UPSTREAM_HEADER: upstream})
             return self._record(response, "none", "client_error", tenant)
+        if e.kind in _UNUSABLE:
+            return self._record(_error(502, e.message, "server_error", "bad_upstream_answer"),
+                                "none", f"{upstream}_error", tenant)
         return self._record(_error(503, f"the {upstream} upstream is unavailable ({e.kind})", "server_error",
                                    f"{upstream}_unavailable"), "none", f"{upstream}_error", tenant)
+
+    def _frontier_closed(self, e: UpstreamFailure, tenant: str) -> Response:
+        if e.kind in _UNUSABLE:
+            response = _error(502, f"{e.message}; the profile fails closed", "server_error",
+                              "bad_upstream_answer")
+        else:
+            response = _error(503, f"the frontier is unavailable ({e.kind}) and the profile fails "
+                                   "closed", "server_error", "frontier_unavailable")
+        return self._record(response, "none", "frontier_error", tenant)
 
     def _record(self, response: Response, upstream: str, reason: str, tenant: str) -> Response:
         self.metrics.request(upstream, reason, tenant, response.status_code)
@@ -229,23 +271,36 @@ class Router:
         except UpstreamFailure as e:
             self.metrics.upstream_error(decision.upstream, e.kind)
             return self._failed(e, decision.upstream, tenant)
-        route = orjson.dumps(decision.public())
+        route = decision.public()
 
         async def relay():
             first, text, done = True, [], False
             try:
-                async for line in upstream.aiter_lines():
-                    if line.startswith("data: {"):
-                        chunk = _chunk(line)
-                        usage = chunk.get("usage")
-                        if usage:
-                            self._bill(tenant, decision.upstream, {"usage": usage})
-                        text += [c.get("delta", {}).get("content") or "" for c in chunk.get("choices") or []]
+                async for line in sse_lines(upstream):
+                    chunk = _relayed(line)
+                    if isinstance(chunk, str):  # the stream is broken: say so in-band and end it
+                        self.metrics.upstream_error(decision.upstream, BAD_ANSWER)
+                        said = f"the {decision.upstream} upstream sent a malformed chunk: {chunk}"
+                        yield _in_band(client.scrub(said), route if first else None)
+                        return
+                    if isinstance(chunk, dict):
+                        if chunk.get("usage"):
+                            self._bill(tenant, decision.upstream, chunk)
+                        text += [(c.get("delta") or {}).get("content") or ""
+                                 for c in chunk.get("choices") or []]
                         if first:  # the route rides on the first chunk
-                            line = line[:-1] + ',"gekro_route":' + route.decode() + "}"
+                            line = "data: " + orjson.dumps({**chunk, "gekro_route": route}).decode()
                             first = False
-                    done = done or line == "data: [DONE]"
-                    yield (line + "\n").encode()
+                    done = done or (chunk is True and line.startswith("data:"))  # [DONE] only
+                    if chunk is not None:
+                        yield (line + "\n").encode()
+            except (UpstreamFailure, httpx.HTTPError) as e:  # cut off, too large: say so, in-band
+                kind = e.kind if isinstance(e, UpstreamFailure) else "connection"
+                self.metrics.upstream_error(decision.upstream, kind)
+                log.warning("the %s upstream's stream broke off: %s", decision.upstream, _why(e))
+                yield _in_band(f"the {decision.upstream} upstream's stream broke off ({kind})",
+                               route if first else None, "upstream_stream_broken")
+                return
             finally:
                 await upstream.aclose()
             if done and decision.upstream == FRONTIER:  # a whole streamed escalation is logged like any other
@@ -262,12 +317,50 @@ class Router:
         await self.frontier.close()
 
 
-def _chunk(line: str) -> dict[str, Any]:
+_SSE_FIELDS = ("event:", "id:", "retry:", ":")  # passed on as they are (":" is a comment)
+
+
+def _relayed(line: str) -> dict[str, Any] | str | bool | None:
+    """What an upstream's stream line is: a chunk (its JSON), True for a line passed on as it is
+    (a blank line, ``[DONE]``, another SSE field), None for noise that is no SSE field (left
+    out), or what is wrong with a data line that is no chunk (then the stream is broken)."""
+    if not line.startswith("data:"):
+        return True if not line or line.startswith(_SSE_FIELDS) else None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return True
     try:
-        chunk = orjson.loads(line[6:])
+        chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return {}
-    return chunk if isinstance(chunk, dict) else {}
+        return f"not JSON ({data[:80]!r})"
+    wrong = malformed(chunk, ChatChunk)
+    return chunk if wrong is None else wrong
+
+
+def _in_band(message: str, route: dict[str, Any] | None,
+             code: str = "bad_upstream_answer") -> bytes:
+    """An error event as vLLM sends one once headers are gone, then the stream's end; the blank
+    line first ends an event the upstream left open, so the error is an event of its own."""
+    error = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    if route is not None:
+        error["gekro_route"] = route
+    return b"\ndata: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n"
+
+
+def _why(e: Exception) -> str:
+    return e.message if isinstance(e, UpstreamFailure) else type(e).__name__
+
+
+def _openai_shaped(body: bytes, status: int, upstream: str) -> bytes:
+    """An upstream's 4xx body as it is when it is OpenAI's error shape, else quoted in it."""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        parsed = orjson.loads(body)
+        if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+            return body
+    text = body[:300].decode("utf-8", "replace")
+    return orjson.dumps({"error": {"message": f"the {upstream} upstream refused the request "
+                                              f"(HTTP {status}): {text}",
+                                   "type": "invalid_request_error", "param": None, "code": None}})
 
 
 def _as_stream(answer: dict[str, Any], body: dict[str, Any]):
@@ -292,6 +385,20 @@ def _as_stream(answer: dict[str, Any], body: dict[str, Any]):
     return chunks()
 
 
+async def _checked_body(request: Request, router: Router, limit: int) -> dict[str, Any]:
+    """The request's body as the client sent it (to forward it whole), once it is known to be
+    within ``limit`` and a chat request (:class:`RoutedChatRequest`); else an APIError."""
+    raw = await read_body(request, limit)
+    typed = await parse_body(raw, RoutedChatRequest)
+    if (missing := router.model_missing(typed)) is not None:
+        raise missing
+    try:
+        return orjson.loads(raw)  # an object: it validated above
+    except orjson.JSONDecodeError as e:  # pydantic reads what orjson does not: an int past 64 bits
+        raise APIError(400, f"the request body is not valid JSON here: {e}",
+                       code="invalid_json") from None
+
+
 def create_router_app(router: Router, api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -300,6 +407,7 @@ def create_router_app(router: Router, api_key: str | None = None, max_body_bytes
 
     app = FastAPI(title="gekro-ft router", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(RequestGuard, api_key=api_key)
+    add_error_handlers(app)
 
     @app.get("/health")
     async def health():
@@ -319,18 +427,10 @@ def create_router_app(router: Router, api_key: str | None = None, max_body_bytes
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        raw = await request.body()
-        if len(raw) > max_body_bytes:
-            return router._record(_error(413, f"the request body is over {max_body_bytes} bytes",
-                                         code="request_too_large"), "none", "invalid", "default")
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            return router._record(_error(400, f"the request body is not valid JSON: {e}", code="invalid_json"),
-                                  "none", "invalid", "default")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
-            return router._record(_error(400, "messages: a non-empty list of messages is required",
-                                         code="invalid_value"), "none", "invalid", "default")
+            body = await _checked_body(request, router, max_body_bytes)
+        except APIError as e:
+            return router._record(api_error_body(e), "none", "invalid", "default")
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             response = await router.handle(body, headers)

@@ -57,10 +57,16 @@ class APIError(Exception):
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
 
-def _error_body(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
-                headers: dict[str, str] | None = None) -> JSONResponse:
+def error_body(status: int, message: str, type_: str = "invalid_request_error",
+               param: str | None = None, code: str | None = None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error as OpenAI answers it: ``{"error": {"message", "type", "param", "code"}}``."""
     return JSONResponse({"error": {"message": message, "type": type_, "param": param, "code": code}},
                         status_code=status, headers=headers)
+
+
+def api_error_body(e: APIError) -> JSONResponse:
+    return error_body(e.status, e.message, e.type, e.param, e.code)
 
 
 class RequestGuard:
@@ -89,8 +95,8 @@ class RequestGuard:
         if self.api_key and scope["path"] != "/health":
             sent = headers.get("authorization", "").encode()
             if not hmac.compare_digest(sent, f"Bearer {self.api_key}".encode()):
-                response = _error_body(401, "missing or wrong API key (send Authorization: Bearer KEY)",
-                                       "authentication_error", code="invalid_api_key")
+                why = "missing or wrong API key (send Authorization: Bearer KEY)"
+                response = error_body(401, why, "authentication_error", code="invalid_api_key")
                 return await response(scope, receive, send_with_id)
         path = scope["path"][:200].encode("unicode_escape").decode("ascii")  # no newlines from a client
         where = f"request {rid} ({scope['method']} {path})"
@@ -102,11 +108,33 @@ class RequestGuard:
         except Exception:
             log.exception("%s failed", where)
             if status is None:
-                await _error_body(500, f"internal server error (request id {rid})", "server_error")(
+                await error_body(500, f"internal server error (request id {rid})", "server_error")(
                     scope, receive, send_with_id)
             return
         if status is not None and status >= 500:
             log.error("%s answered %d: %s", where, status, scope.get(_ERROR_KEY, "(no message)"))
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error the app raises in OpenAI's shape: an :class:`APIError` as it says, a wrong
+    path or method (404, 405) named, instead of FastAPI's ``{"detail": ...}``."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, e: APIError):
+        request.scope[_ERROR_KEY] = e.message
+        return api_error_body(e)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, e: HTTPException):
+        what = f"{request.method} {request.url.path}"
+        if e.status_code == 404:
+            message = f"Invalid URL ({what})"
+        elif e.status_code == 405:
+            allow = (e.headers or {}).get("Allow", "another method")
+            message = f"Method not allowed ({what}); use {allow}"
+        else:
+            message = str(e.detail)
+        return error_body(e.status_code, message, "invalid_request_error", headers=e.headers)
 
 
 def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
@@ -124,23 +152,8 @@ def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
     app = FastAPI(title="gekro-ft CPU engine", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
     app.add_middleware(RequestGuard, api_key=api_key)
+    add_error_handlers(app)
     created = int(time.time())
-
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, e: APIError):
-        request.scope[_ERROR_KEY] = e.message
-        return _error_body(e.status, e.message, e.type, e.param, e.code)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, e: HTTPException):
-        what = f"{request.method} {request.url.path}"
-        if e.status_code == 404:
-            message = f"Invalid URL ({what})"
-        elif e.status_code == 405:
-            message = f"Method not allowed ({what}); use {(e.headers or {}).get('Allow', 'another method')}"
-        else:
-            message = str(e.detail)
-        return _error_body(e.status_code, message, "invalid_request_error", headers=e.headers)
 
     @app.get("/health")
     async def health():
@@ -228,7 +241,7 @@ def create_app(engine: CPUEngine, base_name: str, api_key: str | None = None,
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 once it is known to be over ``limit``: by its Content-Length
     before a byte is read, else as soon as what arrived passes the limit."""
     def too_large() -> APIError:
@@ -248,14 +261,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 async def _parse(request: Request, model: type[_M], limit: int) -> _M:
-    body = await _read_body(request, limit)
+    return await parse_body(await read_body(request, limit), model)
+
+
+async def parse_body(body: bytes, model: type[_M]) -> _M:
+    """``body`` validated as ``model``; an :class:`APIError` (400) naming the parameter if not."""
     try:  # in a thread: a body of a few MB takes the loop's time otherwise
         return await asyncio.to_thread(model.model_validate_json, body)
     except ValidationError as e:
-        raise _invalid(e) from None
+        raise invalid(e) from None
 
 
-def _invalid(e: ValidationError) -> APIError:
+def invalid(e: ValidationError) -> APIError:
     """One 400 for a body that does not validate: the most specific problem, named by its
     place in the body the way OpenAI names it (``messages[0].role``)."""
     errors = e.errors(include_url=False)
@@ -265,7 +282,7 @@ def _invalid(e: ValidationError) -> APIError:
     if first["type"] == "json_invalid":
         why = (first.get("ctx") or {}).get("error", first["msg"])
         return APIError(400, f"the request body is not valid JSON: {why}", code="invalid_json")
-    param = _param(first["loc"])
+    param = param_of(first["loc"])
     kind = first["type"]
     code = ("missing_required_parameter" if kind == "missing"
             else "invalid_type" if kind.endswith("_type") else "invalid_value")
@@ -276,7 +293,7 @@ def _invalid(e: ValidationError) -> APIError:
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
 
 
-def _param(loc: tuple[Any, ...]) -> str | None:
+def param_of(loc: tuple[Any, ...]) -> str | None:
     """``("messages", 0, "content", "list[TextPart]", 0, "type")`` -> ``messages[0].content[0].type``:
     pydantic puts the name of the union member it tried into the path; the body has no such key."""
     out = ""
