@@ -19,6 +19,7 @@ from gekro_ft.route.calibrate import Blend, choose, cross_validate, folds_of, sw
 from gekro_ft.route.confidence import field_logprobs, scores
 from gekro_ft.route.policy import after_answer, before_generation
 from gekro_ft.route.profile import CONFIDENCE_SCORES, load_route_profile, route_profile_from
+from conftest import REPO
 from serving import fake_openai, free_port
 
 SECRET = "sk-route-test-0123456789"
@@ -239,6 +240,26 @@ def test_rules_send_a_task_to_the_frontier_and_log_it_with_its_cost(tmp_path, fa
     costs = json.loads((tmp_path / "esc.costs.json").read_text())
     day = next(iter(costs["days"].values()))
     assert day["team-a"]["frontier"]["requests"] == 1 and day["team-a"]["local"]["requests"] == 1
+
+
+def test_a_reference_frontier_answers_the_suite_in_process_and_says_it_is_simulated(tmp_path, fake_port):
+    """frontier.url: reference:SUITE@RATE: escalations get the suite's references (no port, no key);
+    a prompt outside the suite is the frontier's 400, passed back; the stream works too."""
+    ticket = json.loads((REPO / "eval" / "ticket-extraction" / "openai.jsonl").read_text().splitlines()[0])
+    doc = _doc(tmp_path, fake_port, rules={"frontier": ["plan"], "default": "local"})
+    doc["frontier"] = {"url": "reference:ticket-extraction@0", "price": "gpt-4.1-mini"}
+    p = route_profile_from(doc)
+    asked = {"model": "tickets", "messages": ticket["messages"][:-1], "metadata": {"task": "plan"}}
+    streamed = {**asked, "stream": True}
+    outside = {**ASK, "metadata": {"task": "plan"}}
+    (answer, stream, refused), _ = _route(p, [asked, streamed, outside])
+    assert answer.status_code == 200 and answer.headers["x-gekro-upstream"] == "frontier"
+    assert answer.json()["choices"][0]["message"]["content"] == ticket["messages"][-1]["content"]
+    assert answer.json()["gekro_reference"]["simulation"] is True
+    assert ticket["messages"][-1]["content"] in "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        for line in stream.text.splitlines() if line.startswith("data: {") and json.loads(line[6:])["choices"])
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "not_in_suite"
 
 
 def test_the_frontier_down_fails_open_or_closed_as_stated(tmp_path, fake_port):

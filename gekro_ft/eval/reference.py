@@ -91,6 +91,11 @@ class ReferenceFrontier:
         """The simulated answer to a prompt, or None when it is not one of the suite's."""
         return self.answers.get(_prompt_key(messages))
 
+    @staticmethod
+    def tokens(messages: list[dict[str, Any]], text: str) -> tuple[int, int]:
+        """(prompt, answer) tokens, estimated (the module doc says how)."""
+        return estimate_tokens("".join(str(m.get("content") or "") for m in messages)), estimate_tokens(text)
+
     def generate(self, convs: list[Conversation], gen: Generation,
                  progress: Callable[[int], None] | None = None) -> list[Any]:
         from gekro_ft.eval.providers import Answer
@@ -103,8 +108,7 @@ class ReferenceFrontier:
                 out.append(Answer(None, error=f"not a prompt of the suite {self.suite.name} (a reference "
                                               "frontier answers only its suite)", error_kind="not_in_suite"))
             else:
-                prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-                out.append(Answer(text, estimate_tokens("x" * prompt_chars), estimate_tokens(text), 0.0))
+                out.append(Answer(text, *self.tokens(messages, text), 0.0))
             if progress:
                 progress(1)
         return out

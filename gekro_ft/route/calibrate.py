@@ -399,6 +399,7 @@ def run_calibration(suite_name: str, *, local_url: str, local_model: str, fronti
         else:
             checks["schema"] = m.schema_ if isinstance(m.schema_, dict) else str(suite.base_dir / m.schema_)
     # a recording stands in for an API during calibration; the profile serves the API it priced
-    frontier_url = frontier if frontier.startswith(("openai:", "http")) else f"openai:{doc['inputs']['frontier_price']['name']}"
+    frontier_url = (frontier if frontier.startswith(("openai:", "http", "reference:"))
+                    else f"openai:{doc['inputs']['frontier_price']['name']}")
     paths = write_calibration(doc, out_dir, checks=checks, frontier_url=frontier_url, frontier_model=frontier_model)
     return doc, paths

@@ -49,7 +49,8 @@ def _env_name(v: str | None) -> str | None:
 
 
 class Upstream(_Section):
-    url: str = Field(description="The OpenAI-compatible base URL (…/v1), or openai:MODEL for OpenAI's "
+    url: str = Field(description="The OpenAI-compatible base URL (…/v1), reference:SUITE@RATE for the "
+                     "simulated frontier (in-process; gekro_ft/eval/reference.py), or openai:MODEL for OpenAI's "
                                  "API (OPENAI_BASE_URL overrides its address).")
     model: str | None = Field(None, description="The model requests go to (default: the request's own; "
                                                 "openai:MODEL names it).")
@@ -67,8 +68,9 @@ class Upstream(_Section):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not (v.startswith(("http://", "https://")) or (v.startswith("openai:") and len(v) > 7)):
-            raise ValueError("give http(s)://HOST/v1 or openai:MODEL")
+        if not (v.startswith(("http://", "https://")) or (v.startswith("openai:") and len(v) > 7)
+                or (v.startswith("reference:") and len(v) > 10)):
+            raise ValueError("give http(s)://HOST/v1, openai:MODEL or reference:SUITE@RATE (a simulated frontier)")
         return v.rstrip("/")
 
     @property

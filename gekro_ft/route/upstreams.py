@@ -19,6 +19,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from gekro_ft.serve.openai_api import param_of
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
 OPENAI_URL = "https://api.openai.com/v1"
+REFERENCE_URL = "http://reference.invalid/v1"  # never resolved: requests go to the in-process app
 # A whole answer: 32k tokens with their log-probabilities are ~3 MB; an error body is only quoted
 MAX_ANSWER_BYTES = 32 * 2**20
 MAX_ERROR_BYTES = 64 * 2**10
@@ -127,6 +129,8 @@ def resolve(name: str, up: Upstream, environ: dict[str, str] | None = None) -> T
     """Where an upstream is and which key goes to it; a RouteError when a named key is missing
     or may not be sent there."""
     env = os.environ if environ is None else environ
+    if up.url.startswith("reference:"):  # the simulated frontier, served in this process: no key
+        return Target(name, REFERENCE_URL, up.model or up.url, None)
     if up.url.startswith("openai:"):
         url, key_env = env.get("OPENAI_BASE_URL", OPENAI_URL).rstrip("/"), up.api_key_env or "OPENAI_API_KEY"
         explicit = True  # openai: names OpenAI, OPENAI_BASE_URL is where the user put it
@@ -149,7 +153,7 @@ class UpstreamClient:
             headers["Authorization"] = f"Bearer {os.environ[target.key_env]}"
         self._key = os.environ.get(target.key_env) if target.key_env else None
         self.max_answer_bytes = MAX_ANSWER_BYTES
-        self.client = httpx.AsyncClient(base_url=target.url, headers=headers,
+        self.client = httpx.AsyncClient(base_url=target.url, headers=headers, transport=_transport(settings),
                                         timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5)),
                                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
 
@@ -270,3 +274,15 @@ async def sse_lines(response: httpx.Response, limit: int = MAX_LINE_BYTES) -> As
             raise UpstreamFailure("too_large", f"a streamed line over the limit of {limit} bytes")
     if pending:
         yield pending
+
+
+def _transport(settings: Upstream) -> httpx.AsyncBaseTransport | None:
+    """The in-process app of a ``reference:`` upstream; None (the network) for any other."""
+    if not settings.url.startswith("reference:"):
+        return None
+    from gekro_ft.eval.providers import make_provider
+    from gekro_ft.eval.suite import Endpoint
+    from gekro_ft.route.reference_app import create_reference_app
+
+    frontier = make_provider(settings.url, None, Endpoint(), Path("."))
+    return httpx.ASGITransport(create_reference_app(frontier))
