@@ -75,15 +75,23 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
     if as_json:
         print_json({"verdict": outcome.verdict, "reason": r["gate"]["reason"],
                     "aggregates": {k: v["aggregates"] for k, v in r["sides"].items()},
+                    "intervals": {k: v.get("intervals") for k, v in r["sides"].items()}, "delta": r.get("delta"),
+                    "notes": r["gate"].get("notes", []),
                     "promotion": r.get("promotion"), "report": str(outcome.paths["json"])})
     else:
         from rich.table import Table
 
-        table = Table("metric", *r["sides"], title=f"eval {s.name}: {r['suite']['examples']} examples")
+        paired = r.get("delta") is not None
+        table = Table("metric", *r["sides"], *(["candidate − baseline (95% CI)"] if paired else []),
+                      title=f"eval {s.name}: {r['suite']['examples']} examples")
         names = sorted({k for side in r["sides"].values() for k in side["aggregates"]})
         for n in names:
-            table.add_row(n, *[_cell(side["aggregates"].get(n)) for side in r["sides"].values()])
+            d = (r.get("delta") or {}).get(n)
+            table.add_row(n, *[_cell(side["aggregates"].get(n)) for side in r["sides"].values()],
+                          *([f"{d['point']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" if d else "—"] if paired else []))
         out.print(table)
+        for note in r["gate"].get("notes") or []:
+            err.print(f"[yellow]note:[/] {note}")
         for role, side in r["sides"].items():
             if side["errors"]:
                 err.print(f"[red]{role}: {side['errors']} failed requests[/] ({side['error_kinds']})")

@@ -27,6 +27,8 @@ from gekro_ft.eval.gate import Gate
 from gekro_ft.eval.metrics import Metric, success_rate
 from gekro_ft.intervals import bootstrap
 
+EPSILON = 1e-9  # sums of per-example scores leave ~1e-16 of rounding where a bound is exactly 0
+
 
 def aggregate(metrics: list[Metric], success: tuple[str, float], rows: list[dict]) -> dict[str, float]:
     """The suite's aggregates over ``rows`` (as the runner computes them), ``success_rate`` included."""
@@ -89,7 +91,8 @@ def resolution_notes(comparisons: list[dict[str, Any]], intervals: dict[str, Any
     notes = []
     n, pct = intervals["n"], f"{intervals['confidence']:.0%}"
     for comparison, iv in zip(comparisons, intervals["comparisons"]):
-        if comparison.get("bounded") or iv is None or not (iv["lo"] < 0 < iv["hi"]):
+        # strictly on both sides of 0: a bound at 0 (up to rounding) still decides the same way
+        if comparison.get("bounded") or iv is None or not (iv["lo"] < -EPSILON and iv["hi"] > EPSILON):
             continue
         distance, half = abs(iv["point"]), (iv["hi"] - iv["lo"]) / 2
         needed = (f"about {math.ceil(n * (half / distance) ** 2):,} examples would resolve a difference "
