@@ -41,8 +41,9 @@ from gekro_ft.route.prompt_classifier import (KIND, SCHEMA_VERSION, build_vector
 
 FEATURES = ({"analyzer": "word", "ngram_range": [1, 2], "lowercase": True, "sublinear_tf": True,
              "token_pattern": r"(?u)\b\w\w+\b"},
+            # char_wb ignores the token pattern; it is stored so that every spec reads alike
             {"analyzer": "char_wb", "ngram_range": [2, 4], "lowercase": True, "sublinear_tf": True,
-             "token_pattern": r"(?u)\b\w\w+\b"})  # unused by char_wb; stored so every spec reads alike
+             "token_pattern": r"(?u)\b\w\w+\b"})
 NOT_EVIDENCE = ("classifier", "local_error")  # escalation reasons that say nothing about the prompt
 LABEL = ("1 = the local answer needs escalation: a calibration row whose local answer failed a "
          "check, or failed the success metric while the frontier passed it; every escalation-log "
@@ -80,7 +81,8 @@ def calibration_rows(path: Path) -> tuple[list[str], list[int], dict[str, Any]]:
         rows, inputs = doc["per_example"], doc["inputs"]
         suite = load_suite(inputs["suite_file"])
     except OSError as e:
-        raise RouteError(f"{path}: cannot read the calibration report ({e.strerror or e})") from None
+        raise RouteError(f"{path}: cannot read the calibration report "
+                         f"({e.strerror or e})") from None
     except (orjson.JSONDecodeError, KeyError, TypeError) as e:
         raise RouteError(f"{path}: not a calibration report (route.json): {e}") from None
     prompts = {ex.id: ex.conv.prompt_messages() for ex in load_examples(suite)}
@@ -91,7 +93,8 @@ def calibration_rows(path: Path) -> tuple[list[str], list[int], dict[str, Any]]:
     texts = [prompt_text(prompts[r["id"]]) for r in rows]
     labels = [int(needs_escalation(r, inputs["success"])) for r in rows]
     source = {"kind": "calibration", "path": str(path), "sha256": _sha256(path),
-              "suite_file": str(suite.source), "suite_data_sha256": _sha256(Path(suite.data_path())),
+              "suite_file": str(suite.source),
+              "suite_data_sha256": _sha256(Path(suite.data_path())),
               "rows": len(rows), "positives": sum(labels)}
     return texts, labels, source
 
@@ -121,8 +124,8 @@ def _pipeline(seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline, make_union
 
-    return make_pipeline(make_union(*(build_vectorizer(spec) for spec in FEATURES)),
-                         LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed))
+    model = LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed)
+    return make_pipeline(make_union(*(build_vectorizer(spec) for spec in FEATURES)), model)
 
 
 def cross_validate(texts: list[str], labels: list[int], folds: int, threshold: float,
@@ -134,14 +137,15 @@ def cross_validate(texts: list[str], labels: list[int], folds: int, threshold: f
     y = np.asarray(labels)
     k = min(folds, int(y.sum()), int(len(y) - y.sum()))
     if k < 2:
-        raise RouteError(f"{len(y)} prompts with {int(y.sum())} needing escalation: need at least 2 of "
-                         "each label to train and cross-validate",
+        raise RouteError(f"{len(y)} prompts with {int(y.sum())} needing escalation: need at least "
+                         "2 of each label to train and cross-validate",
                          hint="calibrate on more examples, or add an escalation log")
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     p = cross_val_predict(_pipeline(seed), texts, y, cv=cv, method="predict_proba")[:, 1]
     predicted = p >= threshold
     tp = int((predicted & (y == 1)).sum())
-    return {"folds": k, "seed": seed, "threshold": threshold, "examples": len(y), "positives": int(y.sum()),
+    return {"folds": k, "seed": seed, "threshold": threshold, "examples": len(y),
+            "positives": int(y.sum()),
             "accuracy": float((predicted == (y == 1)).mean()),
             "recall": tp / int(y.sum()),
             "precision": tp / int(predicted.sum()) if predicted.any() else None,
@@ -155,8 +159,9 @@ def _top_terms(names: list[str], coef: Any, n: int = 15) -> dict[str, list[list[
             "local": [[names[i], float(coef[i])] for i in order[:n]]}
 
 
-def train_prompt_classifier(out: str | Path, calibration: list[Path] = (), escalations: list[Path] = (),
-                            threshold: float = 0.5, folds: int = 5, seed: int = 0) -> dict[str, Any]:
+def train_prompt_classifier(out: str | Path, calibration: list[Path] = (),
+                            escalations: list[Path] = (), threshold: float = 0.5, folds: int = 5,
+                            seed: int = 0) -> dict[str, Any]:
     """Train on every calibration report and escalation log given, cross-validate, fit on all,
     write the artifact to ``out`` (atomically) and return it."""
     if not calibration and not escalations:

@@ -55,7 +55,8 @@ def before_generation(profile: RouteProfile, task: str | None, prompt_tokens: in
     if profile.capacity and prompt_tokens is not None and prompt_tokens > profile.capacity.max_prompt_tokens:
         return Decision(FRONTIER, "capacity", task)
     if profile.prompt_classifier and escalation_probability is not None:
-        upstream = FRONTIER if escalation_probability >= profile.prompt_classifier.threshold else LOCAL
+        frontier = escalation_probability >= profile.prompt_classifier.threshold
+        upstream = FRONTIER if frontier else LOCAL
         return Decision(upstream, "classifier", task,
                         scores={"escalation_probability": escalation_probability})
     return None

@@ -2,9 +2,9 @@
 
 Found like every config file (:mod:`gekro_ft.config`): by path, or by name in ``./serve/route``,
 ``$GEKRO_FT_ROUTES`` and the profiles shipped with gekro-ft; relative paths in the file (the
-escalation log, a JSON Schema, the prompt classifier) are relative to the file. Unknown keys are errors naming the
-closest known key; every problem is reported at once. Keys are never part of a profile: it
-names the environment variables that hold them.
+escalation log, a JSON Schema, the prompt classifier) are relative to the file. Unknown keys
+are errors naming the closest known key; every problem is reported at once. Keys are never
+part of a profile: it names the environment variables that hold them.
 
 The policy is made of parts, each optional, applied in this order (the first that decides wins):
 
@@ -153,10 +153,11 @@ class Confidence(_Section):
 
 
 class PromptClassifier(_Section):
-    model: str = Field(description="The classifier artifact (JSON from gekro-ft route train-classifier), "
-                                   "relative to the profile.")
-    threshold: float = Field(0.5, gt=0, lt=1, description="A predicted probability of needing escalation "
-                                                          "at or above this sends the prompt to the frontier.")
+    model: str = Field(description="The classifier artifact (JSON from gekro-ft route "
+                                   "train-classifier), relative to the profile.")
+    threshold: float = Field(0.5, gt=0, lt=1,
+                             description="A predicted probability of needing escalation at or "
+                                         "above this sends the prompt to the frontier.")
 
     @field_validator("model")
     @classmethod

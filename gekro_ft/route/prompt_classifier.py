@@ -60,7 +60,8 @@ def build_vectorizer(spec: dict[str, Any], vocabulary: list[str] | None = None) 
     return TfidfVectorizer(analyzer=spec["analyzer"], ngram_range=tuple(spec["ngram_range"]),
                            lowercase=spec["lowercase"], sublinear_tf=spec["sublinear_tf"],
                            token_pattern=spec["token_pattern"],
-                           vocabulary={t: i for i, t in enumerate(vocabulary)} if vocabulary else None)
+                           vocabulary={t: i for i, t in enumerate(vocabulary)}
+                           if vocabulary else None)
 
 
 @dataclass
@@ -91,7 +92,8 @@ def load_prompt_classifier(path: str | Path) -> PromptClassifier:
     path = Path(path)
 
     def bad(problem: str) -> RouteError:
-        return RouteError(f"{path}: {problem}", hint="rewrite it with `gekro-ft route train-classifier`")
+        return RouteError(f"{path}: {problem}",
+                          hint="rewrite it with `gekro-ft route train-classifier`")
 
     try:
         doc = orjson.loads(path.read_bytes())
@@ -102,7 +104,8 @@ def load_prompt_classifier(path: str | Path) -> PromptClassifier:
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise bad(f"not a prompt classifier (its kind is not {KIND!r})")
     if doc.get("schema_version") != SCHEMA_VERSION:
-        raise bad(f"schema_version {doc.get('schema_version')!r}; this gekro-ft reads {SCHEMA_VERSION}")
+        raise bad(f"schema_version {doc.get('schema_version')!r}; "
+                  f"this gekro-ft reads {SCHEMA_VERSION}")
     if doc.get("sha256") != checksum(doc):
         raise bad("its sha256 does not match its contents (edited or damaged)")
     try:

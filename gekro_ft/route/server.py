@@ -73,7 +73,7 @@ class Router:
                              local_usd_per_output_token(profile, prices_path))
         self.metrics = RouteMetrics()
         self.count_tokens = count_tokens  # messages -> prompt tokens, for the capacity part
-        from gekro_ft.route.prompt_classifier import load_prompt_classifier  # scikit-learn: only if used
+        from gekro_ft.route.prompt_classifier import load_prompt_classifier  # sklearn, if used
 
         # loaded once: a bad artifact stops the router at start, not on its first request
         self.prompt_classifier = (load_prompt_classifier(profile.prompt_classifier.model)
@@ -95,7 +95,8 @@ class Router:
             prompt_tokens = await asyncio.to_thread(self.count_tokens, body["messages"])
         p_escalate = None
         if self.prompt_classifier is not None:
-            p_escalate = await asyncio.to_thread(self.prompt_classifier.probability, body["messages"])
+            p_escalate = await asyncio.to_thread(self.prompt_classifier.probability,
+                                                 body["messages"])
         decision = before_generation(self.profile, task, prompt_tokens, p_escalate)
         streaming = bool(body.get("stream"))
         if streaming and decision is None and not self.profile.needs_local_answer:
