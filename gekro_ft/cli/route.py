@@ -18,6 +18,7 @@ def route() -> None:
       gekro-ft route serve tickets
       gekro-ft route calibrate ticket-extraction --local http://127.0.0.1:8000/v1 \\
           --local-model tickets --frontier openai:gpt-4.1-mini --out work/route
+      gekro-ft route train-classifier -c work/route/route.json -o work/route/prompt-classifier.json
     """
 
 
