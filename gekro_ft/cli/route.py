@@ -20,6 +20,7 @@ def route() -> None:
       gekro-ft route serve tickets
       gekro-ft route calibrate ticket-extraction --local http://127.0.0.1:8000/v1 \\
           --local-model tickets --frontier openai:gpt-4.1-mini --out work/route
+      gekro-ft route train-classifier -c work/route/route.json -o work/route/prompt-classifier.json
     """
 
 
@@ -121,3 +122,49 @@ def calibrate(suite: str, local_url: str, local_model: str, frontier: str, front
         out.print(f"profile: {paths['profile']}")
     out.print(out_of_sample_line(doc))
     out.print(f"report: {paths['md']}, {paths['html']}")
+
+
+@route.command("train-classifier")
+@click.option("--calibration", "-c", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A route.json from `gekro-ft route calibrate` (repeatable).")
+@click.option("--escalations", "-e", multiple=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="A router's escalation log: each row a prompt that needed the frontier "
+                   "(repeatable).")
+@click.option("--out", "-o", "out_path", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The classifier artifact to write (JSON).")
+@click.option("--threshold", type=float, default=0.5, show_default=True,
+              help="The probability the held-out figures are stated at (the profile sets the "
+                   "served one).")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Cross-validation folds (fewer when a label has fewer examples).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the training counts and held-out figures as JSON.")
+def train_classifier(calibration: tuple[Path, ...], escalations: tuple[Path, ...], out_path: Path,
+                     threshold: float, folds: int, as_json: bool) -> None:
+    """Train the prompt classifier that routes before generation: from the prompt alone, will the
+    local answer need the frontier? Writes a JSON artifact with its training data's hashes and
+    its cross-validated figures; name it in a route profile's prompt_classifier.model.
+
+    \b
+    Example:
+      gekro-ft route train-classifier -c work/route/route.json -e escalations.jsonl \\
+          -o work/route/prompt-classifier.json
+    """
+    from gekro_ft.route.classifier_training import train_prompt_classifier
+
+    doc = train_prompt_classifier(out_path, list(calibration), list(escalations),
+                                  threshold=threshold, folds=folds)
+    training, cv = doc["training"], doc["cross_validation"]
+    if as_json:
+        print_json({"out": str(out_path), "training": training, "cross_validation": cv})
+        return
+    precision = "n/a" if cv["precision"] is None else f"{cv['precision']:.1%}"
+    out.print(f"trained on {training['examples']} prompts, "
+              f"{training['positives']} needing escalation")
+    out.print(f"held out ({cv['folds']}-fold, threshold {cv['threshold']:g}): "
+              f"accuracy {cv['accuracy']:.1%} (majority class {cv['majority_accuracy']:.1%}), "
+              f"recall {cv['recall']:.1%}, precision {precision}")
+    out.print(f"classifier: {out_path}")

@@ -17,7 +17,9 @@ LOCAL, FRONTIER = "local", "frontier"
 @dataclass
 class Decision:
     upstream: str  # LOCAL or FRONTIER
-    reason: str  # rule, default, capacity, check, confidence, passed, budget, local_error, frontier_error
+    # rule, default, capacity, classifier, check, confidence, passed, budget, local_error,
+    # frontier_error
+    reason: str
     task: str | None = None
     failed_checks: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
@@ -39,8 +41,11 @@ def task_of(profile: RouteProfile, headers: dict[str, str], body: dict[str, Any]
     return given
 
 
-def before_generation(profile: RouteProfile, task: str | None, prompt_tokens: int | None) -> Decision | None:
-    """A decision that needs no local answer (rules, capacity), or None: ask the local model."""
+def before_generation(profile: RouteProfile, task: str | None, prompt_tokens: int | None,
+                      escalation_probability: float | None = None) -> Decision | None:
+    """A decision that needs no local answer (rules, capacity, the prompt classifier's
+    ``escalation_probability``), or None: ask the local model. A local decision here is final
+    for a stream; a whole local answer is still judged by :func:`after_answer`."""
     rules = profile.rules
     if rules is not None:
         if task in rules.frontier:
@@ -49,6 +54,11 @@ def before_generation(profile: RouteProfile, task: str | None, prompt_tokens: in
             return Decision(FRONTIER, "default", task)
     if profile.capacity and prompt_tokens is not None and prompt_tokens > profile.capacity.max_prompt_tokens:
         return Decision(FRONTIER, "capacity", task)
+    if profile.prompt_classifier and escalation_probability is not None:
+        frontier = escalation_probability >= profile.prompt_classifier.threshold
+        upstream = FRONTIER if frontier else LOCAL
+        return Decision(upstream, "classifier", task,
+                        scores={"escalation_probability": escalation_probability})
     return None
 
 

@@ -2,20 +2,26 @@
 
 Found like every config file (:mod:`gekro_ft.config`): by path, or by name in ``./serve/route``,
 ``$GEKRO_FT_ROUTES`` and the profiles shipped with gekro-ft; relative paths in the file (the
-escalation log, a JSON Schema) are relative to the file. Unknown keys are errors naming the
-closest known key; every problem is reported at once. Keys are never part of a profile: it
-names the environment variables that hold them.
+escalation log, a JSON Schema, the prompt classifier) are relative to the file. Unknown keys
+are errors naming the closest known key; every problem is reported at once. Keys are never
+part of a profile: it names the environment variables that hold them.
 
 The policy is made of parts, each optional, applied in this order (the first that decides wins):
 
 1. ``rules``: the request's task class (a header, else ``metadata.<field>``) sends it local or
    to the frontier; an unknown class gets ``rules.default``.
 2. ``capacity``: a prompt over ``capacity.max_prompt_tokens`` goes to the frontier.
-3. ``checks`` on the local answer (JSON valid, JSON Schema valid, a regex, required fields):
+3. ``prompt_classifier``: a model of the prompt alone (``gekro-ft route train-classifier``)
+   predicts whether the local answer will need escalation: a probability at or above
+   ``prompt_classifier.threshold`` goes to the frontier; below it, local, decided before
+   generation, so a stream is passed through as it comes. A whole (non-streamed) local answer
+   is still judged by the checks and confidence below, when the profile has them: the client
+   waits for all of it anyway.
+4. ``checks`` on the local answer (JSON valid, JSON Schema valid, a regex, required fields):
    one that fails escalates.
-4. ``confidence``: a score from the local answer's token log-probabilities below
+5. ``confidence``: a score from the local answer's token log-probabilities below
    ``confidence.threshold`` escalates.
-5. ``budget``: once the frontier spend of the day (UTC) reaches ``budget.usd_per_day``, what
+6. ``budget``: once the frontier spend of the day (UTC) reaches ``budget.usd_per_day``, what
    would escalate is answered locally and marked.
 """
 
@@ -32,7 +38,7 @@ from gekro_ft.errors import RouteProfileError
 from gekro_ft.keys import is_loopback
 
 ROUTES = ConfigKind("route profile", "serve/route", "GEKRO_FT_ROUTES", RouteProfileError)
-PATH_KEYS = ("escalation_log", "checks.schema")
+PATH_KEYS = ("escalation_log", "checks.schema", "prompt_classifier.model")
 NO_ECHO = ("api_key_env", "local.api_key_env", "frontier.api_key_env")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIDENCE_SCORES = ("mean_logprob", "min_logprob", "min_field_logprob")
@@ -148,6 +154,21 @@ class Confidence(_Section):
     threshold: float = Field(le=0, description="A score below this escalates (log-probabilities are <= 0).")
 
 
+class PromptClassifier(_Section):
+    model: str = Field(description="The classifier artifact (JSON from gekro-ft route "
+                                   "train-classifier), relative to the profile.")
+    threshold: float = Field(0.5, gt=0, lt=1,
+                             description="A predicted probability of needing escalation at or "
+                                         "above this sends the prompt to the frontier.")
+
+    @field_validator("model")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        if not Path(v).is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+
 class Budget(_Section):
     usd_per_day: float = Field(gt=0, description="Frontier spend per UTC day; past it, answers stay local, marked.")
 
@@ -164,6 +185,7 @@ class RouteProfile(_Section):
     rules: Rules | None = None
     capacity: Capacity | None = None
     checks: Checks | None = None
+    prompt_classifier: PromptClassifier | None = None
     confidence: Confidence | None = None
     budget: Budget | None = None
     escalation_log: str = Field("escalations.jsonl", description="Where escalations are appended "

@@ -93,6 +93,11 @@ class Router:
                              local_usd_per_output_token(profile, prices_path))
         self.metrics = RouteMetrics()
         self.count_tokens = count_tokens  # messages -> prompt tokens, for the capacity part
+        from gekro_ft.route.prompt_classifier import load_prompt_classifier  # sklearn, if used
+
+        # loaded once: a bad artifact stops the router at start, not on its first request
+        self.prompt_classifier = (load_prompt_classifier(profile.prompt_classifier.model)
+                                  if profile.prompt_classifier else None)
 
     def model_missing(self, request: RoutedChatRequest) -> APIError | None:
         """A request without ``model`` is whole only when both upstreams name theirs."""
@@ -116,13 +121,20 @@ class Router:
         prompt_tokens = None
         if self.profile.capacity is not None:
             prompt_tokens = await asyncio.to_thread(self.count_tokens, body["messages"])
-        decision = before_generation(self.profile, task, prompt_tokens)
+        p_escalate = None
+        if self.prompt_classifier is not None:
+            p_escalate = await asyncio.to_thread(self.prompt_classifier.probability,
+                                                 body["messages"])
+        decision = before_generation(self.profile, task, prompt_tokens, p_escalate)
         streaming = bool(body.get("stream"))
         if streaming and decision is None and not self.profile.needs_local_answer:
             decision = Decision(LOCAL, "passed", task)
         if streaming and decision is not None and not (decision.upstream == FRONTIER and self._over_budget()):
             return await self._pass_through(body, decision, tenant)
 
+        # not streamed, a classifier's "local" still waits for the answer the checks judge
+        predicted_local = decision if decision is not None and decision.upstream == LOCAL else None
+        decision = None if predicted_local else decision
         local_answer, local_failure = None, None
         if decision is None:
             try:
@@ -138,7 +150,7 @@ class Router:
                 decision = after_answer(self.profile, self.checks, _text(local_answer),
                                         (choice.get("logprobs") or {}).get("content"), task)
             else:
-                decision = Decision(LOCAL, "passed", task)
+                decision = predicted_local or Decision(LOCAL, "passed", task)
 
         if decision.upstream == LOCAL:
             return self._answer(local_answer, decision, tenant, body, frontier_answer=None)
