@@ -4,8 +4,8 @@ frontier, deciding per request as the route profile says (:mod:`gekro_ft.route.p
 - ``/v1/chat/completions``, streamed and not. When the decision needs the whole local answer
   (checks, confidence), the local answer is generated whole and the stream is sent after the
   decision (one content chunk): that costs time to first token, measured in the README. When
-  it does not (a rule or capacity decided, or no checks and no confidence), the chosen
-  upstream's stream is passed through as it comes.
+  it does not (a rule, capacity or the prompt classifier decided, or no checks and no
+  confidence), the chosen upstream's stream is passed through as it comes.
 - Every answer says who answered: the ``X-Gekro-Upstream`` and ``X-Gekro-Route-Reason``
   headers, and a ``gekro_route`` field in the body (the ``openai`` client keeps unknown fields
   on the response object; streamed, it rides on the first chunk).
