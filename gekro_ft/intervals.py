@@ -45,6 +45,11 @@ class Interval:
         return asdict(self)
 
 
+def interval_text(iv: dict[str, Any], fmt: str) -> str:
+    """``point [lo, hi]`` of an interval as :meth:`Interval.to_dict` writes it, each in ``fmt``."""
+    return f"{iv['point']:{fmt}} [{iv['lo']:{fmt}}, {iv['hi']:{fmt}}]"
+
+
 def bootstrap(n: int, statistic: Callable[[Sequence[int]], dict[str, float]], *, resamples: int = RESAMPLES,
               seed: int = SEED, confidence: float = CONFIDENCE) -> dict[str, Interval]:
     """Percentile intervals of each figure ``statistic(indices)`` returns, over ``resamples``

@@ -81,6 +81,8 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
     else:
         from rich.table import Table
 
+        from gekro_ft.intervals import interval_text
+
         paired = r.get("delta") is not None
         table = Table("metric", *r["sides"], *(["candidate − baseline (95% CI)"] if paired else []),
                       title=f"eval {s.name}: {r['suite']['examples']} examples")
@@ -88,7 +90,7 @@ def eval_(suite: str, candidate: str, candidate_model: str | None, baseline: str
         for n in names:
             d = (r.get("delta") or {}).get(n)
             table.add_row(n, *[_cell(side["aggregates"].get(n)) for side in r["sides"].values()],
-                          *([f"{d['point']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" if d else "—"] if paired else []))
+                          *([interval_text(d, "+.4f") if d else "—"] if paired else []))
         out.print(table)
         for note in r["gate"].get("notes") or []:
             err.print(f"[yellow]note:[/] {note}")

@@ -360,11 +360,9 @@ def make_provider(spec: str, model: str | None, endpoint: Endpoint, recordings_d
     if spec.startswith("recording:"):
         return ReplayProvider(Path(spec.split(":", 1)[1]), model, spec)
     if spec.startswith("reference:"):
-        from gekro_ft.eval.reference import ReferenceFrontier, parse_spec
-        from gekro_ft.eval.suite import load_suite
+        from gekro_ft.eval.reference import reference_frontier
 
-        suite_name, rate = parse_spec(spec)
-        return ReferenceFrontier(load_suite(suite_name), rate, spec)
+        return reference_frontier(spec)
     if spec.startswith("base:"):
         return LocalProvider(spec.split(":", 1)[1], None, spec)
     if spec.startswith("models:/"):

@@ -52,6 +52,14 @@ def parse_spec(spec: str) -> tuple[str, float]:
     return suite, rate
 
 
+def reference_frontier(spec: str) -> ReferenceFrontier:
+    """The frontier ``reference:SUITE[@RATE]`` names; ProviderError/SuiteError for a bad spec or suite."""
+    from gekro_ft.eval.suite import load_suite
+
+    suite, rate = parse_spec(spec)
+    return ReferenceFrontier(load_suite(suite), rate, spec)
+
+
 def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / CHARS_PER_TOKEN)) if text else 0
 

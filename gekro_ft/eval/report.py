@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gekro_ft.intervals import interval_text
 from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
 
 MAX_SHOWN = 20  # disagreeing examples in the Markdown; report.json has them all
@@ -146,7 +147,7 @@ def _bounds(iv: dict[str, Any] | None) -> str:
 
 def _difference(c: dict[str, Any]) -> str:
     iv = c.get("difference_interval")
-    return "—" if not iv else f"{iv['point']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}]"
+    return "—" if not iv else interval_text(iv, "+.3f")
 
 
 def _clip(text: str | None, n: int = 160) -> str:

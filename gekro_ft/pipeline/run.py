@@ -119,11 +119,10 @@ def _check_route(p: Pipeline, suite: Any, prices: Any, attempt: Callable[[str, C
     """The route stage's frontier and price, checked before anything runs."""
     r = p.route
     if r.frontier and r.frontier.startswith("reference:"):
-        from gekro_ft.eval.reference import parse_spec
-        from gekro_ft.eval.suite import load_suite
+        from gekro_ft.eval.reference import reference_frontier
 
-        attempt("route.frontier", lambda: load_suite(parse_spec(r.frontier)[0]))
-    price = r.frontier_price or (suite.cost.baseline_price if suite.cost else None)
+        attempt("route.frontier", lambda: reference_frontier(r.frontier))
+    price = r.frontier_price or suite.cost.baseline_price
     if price is None:
         problems.append("route.frontier_price: name the price-table entry the frontier is billed as "
                         "(the suite has no cost.baseline_price)")

@@ -110,16 +110,12 @@ def _route_lines(r: dict[str, Any]) -> list[str]:
              "", md_table(["", "escalated", metric, "$ / 1M output", "$ / 1M useful output"], rows), ""]
     oos = r.get("out_of_sample") or {}
     if oos.get("intervals"):
-        from gekro_ft.route.report import interval_text
+        from gekro_ft.intervals import interval_text
 
         iv = oos["intervals"]
-
-        def ci(name: str, fmt: str) -> str:
-            return interval_text(iv[name], fmt)
-
         lines += [f"Out of sample ({oos['folds']}-fold cross-validation, 95% intervals): {metric} "
-                  f"{ci(metric, '.3f')} against {ci('frontier_' + metric, '.3f')} for the frontier alone, "
-                  f"saving {ci('saving_share', '.0%')} of the frontier bill"
+                  f"{interval_text(iv[metric], '.3f')} against {interval_text(iv['frontier_' + metric], '.3f')} for the frontier alone, "
+                  f"saving {interval_text(iv['saving_share'], '.0%')} of the frontier bill"
                   + ("." if oos.get("within_margin") else f" — **not** within {r['margin']:g} of the frontier."), ""]
         if iv["saving_share"]["point"] < 0:
             from gekro_ft.route.report import NO_SAVING

@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gekro_ft.errors import RouteError
-from gekro_ft.eval.metrics import JsonSchemaValid, JsonValid, Metric, aggregate_names, score, success_rate
+from gekro_ft.eval.metrics import JsonSchemaValid, JsonValid, Metric, aggregate_names, score
 from gekro_ft.eval.recordings import Recording, request_key
 from gekro_ft.eval.suite import Suite
+from gekro_ft.eval.uncertainty import aggregate
 from gekro_ft.intervals import CONFIDENCE, RESAMPLES, bootstrap
 from gekro_ft.route import LOCAL_TIMEOUT_S
 from gekro_ft.route.checks import CheckSet
@@ -143,10 +144,7 @@ class Blend:
         idx = range(len(self.examples)) if idx is None else idx
         n = len(idx)
         rows = [self.frontier_rows[i] if i in escalated else self.local_rows[i] for i in idx]
-        quality: dict[str, float] = {}
-        for m in self.metrics:
-            quality.update(m.aggregate(rows))
-        quality["success_rate"] = success_rate(rows, *self.success)
+        quality = aggregate(self.metrics, self.success, rows)
         ex = self.examples
         local_usd = sum(ex[i]["local"]["output_tokens"] for i in idx) * self.local_per_token if local_runs else 0.0
         frontier_usd = sum(ex[i]["frontier"]["usd"] for i in idx if i in escalated)
@@ -222,7 +220,7 @@ def cross_validate(blend: Blend, metric: str, margin: float, *, k: int = 5, seed
         train = [i for i in range(n) if i not in held]
         policy = choose(sweep(blend, train), metric, margin)
         rule = {key: policy[key] for key in ("checks", "score", "threshold")} if policy else None
-        sent = set(held_out) if rule is None else escalated_by(rule, blend.examples, held_out)
+        sent = held if rule is None else escalated_by(rule, blend.examples, held_out)
         escalated |= sent
         per_fold.append({"fold": f, "examples": len(held_out), "policy": rule, "escalated": len(sent)})
     everything = set(range(n))

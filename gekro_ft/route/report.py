@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from gekro_ft.atomic import write_bytes_atomic
+from gekro_ft.intervals import interval_text
 from gekro_ft.reports import md_table, pyplot, save_figure, write_json, write_markdown_and_html
 
 
@@ -125,11 +126,6 @@ def markdown(doc: dict[str, Any]) -> str:
 
 NO_SAVING = ("**Routing does not pay at this margin**: the local model answers every request first, and "
              "keeping the quality takes so many escalations that the frontier alone costs less.")
-
-
-def interval_text(iv: dict[str, Any], fmt: str) -> str:
-    """``point [lo, hi]`` of an interval as :mod:`gekro_ft.intervals` writes it."""
-    return f"{iv['point']:{fmt}} [{iv['lo']:{fmt}}, {iv['hi']:{fmt}}]"
 
 
 def out_of_sample_line(doc: dict[str, Any]) -> str:

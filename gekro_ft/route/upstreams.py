@@ -19,7 +19,6 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -280,9 +279,7 @@ def _transport(settings: Upstream) -> httpx.AsyncBaseTransport | None:
     """The in-process app of a ``reference:`` upstream; None (the network) for any other."""
     if not settings.url.startswith("reference:"):
         return None
-    from gekro_ft.eval.providers import make_provider
-    from gekro_ft.eval.suite import Endpoint
+    from gekro_ft.eval.reference import reference_frontier
     from gekro_ft.route.reference_app import create_reference_app
 
-    frontier = make_provider(settings.url, None, Endpoint(), Path("."))
-    return httpx.ASGITransport(create_reference_app(frontier))
+    return httpx.ASGITransport(create_reference_app(reference_frontier(settings.url)))
